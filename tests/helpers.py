@@ -1,0 +1,60 @@
+"""Scripted target models and judges for pipeline tests.
+
+The target model answers ``A|<qid>|<i>`` with reasoning ``R|<qid>|<i>`` (sample index i comes from
+the request's seed, so tests set sampling.seed=0); the judge finds those markers in the fenced
+prompt and returns the verdict a test's table or rule gives for (qid, i).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scripted_server import Reply
+
+MARK = re.compile(r"([AR])\|([^|\s`]+)\|(\d+)")
+
+Verdicts = Callable[[str, str, int], str | None]  # (kind, qid, i) -> label (None = garbage)
+
+
+def write_dataset(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "query", "risk_summary", "dataset_name", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def responder(
+    query_ids: dict[str, str],
+    verdicts: Verdicts,
+    shape: Callable[[str, str], dict[str, Any]] = lambda r, a: {"reasoning_content": r, "content": a},
+    judge_model: str = "judge",
+) -> Callable[[dict[str, Any]], Reply]:
+    def respond(body: dict[str, Any]) -> Reply:
+        prompt = body["messages"][-1]["content"]
+        if body["model"] != judge_model:
+            i = int(body.get("seed", 0))
+            qid = query_ids[prompt]
+            return Reply(message=shape(f"R|{qid}|{i}", f"A|{qid}|{i}"))
+        text = "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+        found = MARK.search(text)
+        if found:
+            kind, qid, i = (
+                ("safety" if found.group(1) == "A" else "think"),
+                found.group(2),
+                int(found.group(3)),
+            )
+        else:  # an empty answer or trace carries no marker: find the query, sample unknown (-1)
+            qid = next(q for text_, q in query_ids.items() if text_ in text)
+            kind, i = "safety", -1
+        label = verdicts(kind, qid, i)
+        if label is None:
+            return Reply(message={"content": "I think it is fine, probably."})
+        return Reply(message={"content": json.dumps({"explanation": "scripted", "verdict": label})})
+
+    return respond

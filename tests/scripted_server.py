@@ -1,0 +1,116 @@
+"""An OpenAI-compatible HTTP server on 127.0.0.1 whose replies a test scripts.
+
+A responder gets the parsed request body and returns a ``Reply``: message fields (content,
+reasoning_content, reasoning, ...), finish_reason, or an HTTP error status with headers, or
+``drop=True`` to close the connection mid-response. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    message: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    drop: bool = False
+    usage: dict[str, Any] | None = None
+
+
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+class ScriptedServer:
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]}, {})
+                else:
+                    self._send(404, {"error": {"message": "not found"}}, {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests.append(body)
+                reply = server.responder(body)
+                if reply.drop:
+                    # Promise a body, send half of it, then close: a connection dropped mid-response.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b'{"id": "x", "choi')
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if reply.status != 200:
+                    self._send(
+                        reply.status,
+                        {"error": {"message": reply.error or f"scripted {reply.status}", "type": "scripted"}},
+                        reply.headers,
+                    )
+                    return
+                message = {"role": "assistant", "content": None, **reply.message}
+                usage = reply.usage or {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(server.requests)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "scripted"),
+                        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                        "usage": usage,
+                    },
+                    reply.headers,
+                )
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.api_base = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def chat_requests(self, model: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if model is None or r.get("model") == model]
