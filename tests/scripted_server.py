@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,7 @@ class ScriptedServer:
     def __init__(self, responder: Responder) -> None:
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
+        self.errors: list[str] = []  # responder exceptions: a test bug, reported, never a hang
         self._lock = threading.Lock()
         server = self
 
@@ -64,7 +66,13 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
                     server.requests.append(body)
-                reply = server.responder(body)
+                try:
+                    reply = server.responder(body)
+                except Exception:
+                    with server._lock:
+                        server.errors.append(traceback.format_exc())
+                    # 400 is not retried by the client, so a broken script fails the test at once.
+                    reply = Reply(status=400, error="scripted responder raised; see server.errors")
                 if reply.drop:
                     # Promise a body, send half of it, then close: a connection dropped mid-response.
                     self.send_response(200)
@@ -97,7 +105,10 @@ class ScriptedServer:
                     reply.headers,
                 )
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog (5) resets connections under load
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.api_base = f"http://127.0.0.1:{self.port}/v1"
