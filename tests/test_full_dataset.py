@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 from conftest import dataset_path
@@ -36,7 +36,7 @@ def test_full_dataset_metrics_equal_what_the_server_implies(
     queries = read(DATA)
     scenario = {q.id: q.scenario for q in queries}
 
-    def verdicts(kind: str, qid: str, i: int) -> Optional[str]:
+    def verdicts(kind: str, qid: str, i: int) -> str | None:
         h = _h(qid)
         if kind == "safety":
             return "Unsafe" if (h + i) % 7 == 0 else "Safe"
@@ -64,7 +64,7 @@ def test_full_dataset_metrics_equal_what_the_server_implies(
         assert server.errors == []
 
     # Independent expectation: per query over scored samples, then the mean over queries.
-    def rates(values: list[Optional[str]], target: str) -> tuple[Optional[float], Optional[float]]:
+    def rates(values: list[str | None], target: str) -> tuple[float | None, float | None]:
         scored = [v for v in values if v is not None]
         if not scored:
             return None, None
