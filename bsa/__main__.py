@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -16,20 +17,36 @@ from bsa.config import Config, register_configs
 register_configs()
 
 
+# Override keys that carry a secret; their values would be saved in clear in .hydra/overrides.yaml.
+_SECRET_KEY = re.compile(r"(^|[._])(api_?key|key|token|secret|password|authorization)$", re.IGNORECASE)
+
+
+def secret_overrides(args: list[str]) -> list[str]:
+    """The override keys among ``args`` that would put a secret on the command line."""
+    found = []
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if _SECRET_KEY.search(key) and not key.endswith("_env"):
+            found.append(key)
+    return found
+
+
 def _sigterm(signum: int, frame: Any) -> None:
     # Turn SIGTERM into an exception so every `finally` (servers, open files) runs.
     raise SystemExit(128 + signum)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(dcfg: DictConfig) -> float | None:
+def _hydra_main(dcfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from bsa import console
     from bsa.data import DatasetError
     from bsa.judge import TemplateError
     from bsa.llm import ModelCallError
-    from bsa.run import ConfigError, run
+    from bsa.run import ConfigError, RunIncomplete, run
     from bsa.server import ServerError
 
     signal.signal(signal.SIGTERM, _sigterm)
@@ -37,14 +54,20 @@ def main(dcfg: DictConfig) -> float | None:
     cfg = OmegaConf.to_object(dcfg)
     assert isinstance(cfg, Config)
     run_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    incomplete: RunIncomplete | None = None
     try:
         res = run(cfg, run_dir)
+    except RunIncomplete as e:
+        incomplete, res = e, e.results
     except (ConfigError, DatasetError, TemplateError, ModelCallError, ServerError, FileNotFoundError) as e:
         console.console.print(f"[bold red]bsa: {e}[/]")
         console.console.print(f"Finished rows, if any, are kept in {run_dir}")
         sys.exit(2)
     except KeyboardInterrupt:
-        console.console.print(f"[yellow]Interrupted; finished rows are kept in {run_dir}[/]")
+        console.console.print(
+            f"[yellow]Interrupted; finished rows and partial metrics are in {run_dir}. "
+            f"Run the same command with resume={run_dir} to finish.[/]"
+        )
         sys.exit(130)
     s = res.stats
     extra = {
@@ -57,8 +80,16 @@ def main(dcfg: DictConfig) -> float | None:
     }
     if s.cost_usd:
         extra["cost (USD, LiteLLM prices)"] = f"{s.cost_usd:.4f}"
+    if s.failures:
+        extra["failed calls"] = s.failures
     title = f"{cfg.model.name} · mitigation={cfg.mitigation.name} · judge={cfg.judge.name}"
+    if incomplete is not None:
+        title += " · PARTIAL"
     console.print_metrics(res.metrics, title, extra)
+    if incomplete is not None:
+        console.console.print(f"[bold red]bsa: the run is incomplete: {incomplete}[/]")
+        console.console.print(f"Results so far: [bold]{res.run_dir}[/]")
+        sys.exit(3)
     if cfg.dataset.demo or (cfg.model.serve.model_path is None and cfg.model.serve.backend == "llama_cpp"):
         console.console.print(
             "[yellow]This was the embedded demo: SmolLM2-135M (not a reasoning model) judged by itself "
@@ -70,6 +101,19 @@ def main(dcfg: DictConfig) -> float | None:
     console.console.print(f"Results: [bold]{res.run_dir}[/]")
     f = res.metrics.get("f_score")
     return float(f) if f is not None else None
+
+
+def main() -> None:
+    secrets = secret_overrides(sys.argv[1:])
+    if secrets:
+        # Refuse before Hydra starts: it would write the value to .hydra/overrides.yaml.
+        sys.stderr.write(
+            f"bsa: {', '.join(secrets)} looks like a secret given on the command line; it would be saved "
+            "in clear in the run dir. Put the key in an environment variable and name that variable "
+            "instead, e.g. model.api_key_env=MY_PROVIDER_KEY (or judge.api_key_env=…).\n"
+        )
+        sys.exit(2)
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -136,14 +136,23 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     concurrency: int = 8
     request_timeout_s: float = 600.0
-    max_attempts: int = 6  # per call, transient errors only
+    max_attempts: int = 8  # per call, transient errors only
+    max_consecutive_failures: int = 20  # calls in a row that exhausted their retries: the provider is down
+    max_requests: int | None = None  # budget: network requests (retries included) for this run
+    max_cost_usd: float | None = None  # budget: USD per LiteLLM's prices (unpriced models count 0)
+    stop_grace_s: float = 120.0  # after Ctrl-C or a budget stop, how long calls in flight may finish
     alpha: float = DEFAULT_ALPHA
+    resume: str | None = None  # a run dir to continue (the same as hydra.run.dir=DIR)
     output_dir: str | None = None  # null = Hydra's run dir
     progress: bool = True
 
 
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    # conf/config.yaml: hydra.run.dir is ${bsa_or:${resume},outputs/...}
+    OmegaConf.register_new_resolver("bsa_or", lambda first, second: first or second, replace=True)
 
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)

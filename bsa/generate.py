@@ -91,5 +91,4 @@ async def generate_one(
         "usage": c.usage,
         "latency_s": c.latency_s,
         "cost_usd": c.cost_usd,
-        "cached": c.cached,
     }

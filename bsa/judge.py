@@ -163,7 +163,6 @@ async def judge_one(
         "raw": [],
         "source": "judge",
         "flags": [],
-        "cached": True,
     }
     reasoning = generation.get("reasoning") or ""
     if kind == THINK and not reasoning.strip() and cfg.empty_reasoning != "judge":
@@ -191,7 +190,6 @@ async def judge_one(
     for attempt in range(cfg.max_reasks + 1):
         req = Request(endpoint(cfg), list(messages), params, attempt, template.hash)
         completion = await client.complete(req)
-        row["cached"] = row["cached"] and completion.cached
         text = completion.message.get("content") or ""
         row["raw"].append(text)
         parsed = parse(text, kind, scenario)

@@ -26,7 +26,15 @@ _CACHE_VERSION = 1  # bump when the stored completion format changes
 
 
 class ModelCallError(RuntimeError):
-    """A call that cannot succeed (bad key, bad request, retries exhausted); the message says why."""
+    """A call that cannot succeed (bad key, bad request); the message says why. Stops the run."""
+
+
+class TransientFailure(ModelCallError):
+    """Transient errors (429, 5xx, timeouts, dropped connections) outlasted every retry."""
+
+
+class Stopped(Exception):
+    """No new call is launched: the run is stopping (Ctrl-C, budget, failing provider)."""
 
 
 def import_litellm() -> Any:
@@ -118,7 +126,8 @@ class Completion:
 
 @dataclass
 class Stats:
-    calls: int = 0  # network calls that returned
+    requests: int = 0  # network calls launched (each retry included)
+    calls: int = 0  # network calls that returned a completion
     cache_hits: int = 0
     retries: int = 0
     failures: int = 0
@@ -226,6 +235,8 @@ class Client:
         timeout_s: float = 600.0,
         max_attempts: int = 6,
         max_wait_s: float = 60.0,
+        max_requests: int | None = None,
+        max_cost_usd: float | None = None,
     ) -> None:
         self._cache = None
         if cache_dir:
@@ -237,8 +248,25 @@ class Client:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.max_wait_s = max_wait_s
+        self.max_requests = max_requests
+        self.max_cost_usd = max_cost_usd
         self.stats = Stats()
+        self.stop_reason: str | None = None
         self._litellm: Any = None
+
+    def stop(self, reason: str) -> None:
+        """Launch no new network call from now on; calls in flight finish."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _launch(self, ep: Endpoint) -> None:
+        """Gate before each network request: stopping, or a budget that the request would cross."""
+        if self.stop_reason is not None:
+            raise Stopped(self.stop_reason)
+        if self.max_requests is not None and self.stats.requests >= self.max_requests:
+            self.stop(f"max_requests={self.max_requests} reached")
+            raise Stopped(self.stop_reason or "")
+        self.stats.requests += 1
 
     def close(self) -> None:
         if self._cache is not None:
@@ -263,10 +291,12 @@ class Client:
             return hit
         if self._litellm is None:
             self._litellm = import_litellm()
+        if self.stop_reason is not None:
+            raise Stopped(self.stop_reason)
         completion = await self._call_with_retries(req)
-        self._account(completion)
         if self._cache is not None:
             self._cache.set(req.cache_key(), completion.to_json())
+        self._account(completion)
         return completion
 
     def _account(self, c: Completion) -> None:
@@ -276,6 +306,8 @@ class Client:
         self.stats.reasoning_tokens += c.usage.get("reasoning_tokens", 0)
         if c.cost_usd:
             self.stats.cost_usd += c.cost_usd
+            if self.max_cost_usd is not None and self.stats.cost_usd >= self.max_cost_usd:
+                self.stop(f"max_cost_usd={self.max_cost_usd} reached (spent {self.stats.cost_usd:.4f})")
 
     async def _call_with_retries(self, req: Request) -> Completion:
         from tenacity import (
@@ -340,18 +372,22 @@ class Client:
             ):
                 with attempt:
                     async with self._sem:
+                        self._launch(ep)
                         t0 = time.perf_counter()
                         resp = await litellm.acompletion(**kwargs)
                         latency = time.perf_counter() - t0
             return _to_completion(resp, latency, litellm)
         except fatal as e:
             self.stats.failures += 1
-            raise ModelCallError(self._explain(ep, e)) from None
+            raise ModelCallError(_redact(self._explain(ep, e), api_key)) from None
         except transient as e:
             self.stats.failures += 1
-            raise ModelCallError(
-                f"{ep.role} {ep.model}: still failing after {self.max_attempts} attempts "
-                f"({type(e).__name__}: {_short(e)}); check that {ep.api_base or 'the provider'} is up"
+            raise TransientFailure(
+                _redact(
+                    f"{ep.role} {ep.model}: still failing after {self.max_attempts} attempts "
+                    f"({type(e).__name__}: {_short(e)}); check that {ep.api_base or 'the provider'} is up",
+                    api_key,
+                )
             ) from None
 
     @staticmethod
@@ -370,6 +406,11 @@ class Client:
         elif name in ("BadRequestError", "UnprocessableEntityError"):
             hint = "; the provider rejected the request (a sampling parameter it does not accept?)"
         return f"{ep.role} {ep.model}: {name}: {_short(e)}{hint}"
+
+
+def _redact(text: str, secret: str | None) -> str:
+    """Providers may echo the key in an error; it must never reach logs or files."""
+    return text.replace(secret, "***") if secret else text
 
 
 def _short(e: BaseException, limit: int = 300) -> str:

@@ -87,7 +87,10 @@ def sort_rows(rows: Iterable[dict[str, Any]], queries: list[Query]) -> list[dict
 def scores(
     queries: list[Query], generations: list[dict[str, Any]], judgments: list[dict[str, Any]]
 ) -> list[SampleScore]:
-    """One score per generated sample; a missing or unscored judgment is None."""
+    """One score per sample that has both judgment rows (a row's verdict may be unscored: None).
+
+    Samples still waiting for a judgment (a stopped run) are left out, not counted as unscored.
+    """
     by_id = {q.id: q for q in queries}
     verdicts: dict[tuple[str, int, str], str | None] = {
         (j["id"], j["sample_index"], j["kind"]): j.get("verdict") for j in judgments
@@ -96,14 +99,16 @@ def scores(
     for g in generations:
         q = by_id[g["id"]]
         key = (g["id"], g["sample_index"])
+        if (*key, SAFETY) not in verdicts or (*key, THINK) not in verdicts:
+            continue
         out.append(
             SampleScore(
                 id=q.id,
                 sample_index=g["sample_index"],
                 scenario=q.scenario,
                 categories=q.categories,
-                safety=verdicts.get((*key, SAFETY)),
-                think=verdicts.get((*key, THINK)),
+                safety=verdicts[(*key, SAFETY)],
+                think=verdicts[(*key, THINK)],
                 flags=tuple(g.get("flags") or ()),
             )
         )

@@ -3,6 +3,11 @@
 Stages, each cached through the one client: generation (k samples per query), then judging (answer
 safety and reasoning coverage per sample), then metrics. Rows are keyed by (query id, sample index)
 and appended to the run dir as they complete; a rerun in the same dir skips rows already there.
+
+Nothing lost, nothing invented: a call whose transient errors outlast its retries is recorded as a
+failure (never as a verdict) and the run goes on; a fatal error, a run of consecutive failures, a
+budget or Ctrl-C stops new calls, lets calls in flight finish, writes what is done with metrics
+marked partial, and raises ``RunIncomplete``. A second Ctrl-C (or SIGTERM) stops at once.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import dataclasses
 import hashlib
 import json
 import platform
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,9 +29,13 @@ from typing import Any
 from bsa import __version__, console, data, generate, judge, metrics, results
 from bsa.config import Config, JudgeConfig, ModelConfig
 from bsa.data import Query
-from bsa.llm import Client, Stats
+from bsa.llm import Client, ModelCallError, Stats, Stopped, TransientFailure
 from bsa.server import ManagedServer
 from bsa.verdict import SAFETY, THINK
+
+SERVE_BACKENDS = ("none", "llama_cpp", "vllm")
+Row = dict[str, Any]
+Job = Callable[[], Awaitable[Row]]
 
 
 class ConfigError(ValueError):
@@ -36,13 +46,24 @@ class ConfigError(ValueError):
 class Results:
     run_dir: Path
     metrics: dict[str, Any]
-    generations: list[dict[str, Any]]
-    judgments: list[dict[str, Any]]
+    generations: list[Row]
+    judgments: list[Row]
     stats: Stats
     queries: list[Query]
+    stop_reason: str | None = None
+    failures: list[Row] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.stop_reason is None and not self.failures
 
 
-SERVE_BACKENDS = ("none", "llama_cpp", "vllm")
+class RunIncomplete(RuntimeError):
+    """The run stopped early or some calls failed; finished rows and partial metrics were written."""
+
+    def __init__(self, message: str, results: Results) -> None:
+        super().__init__(message)
+        self.results = results
 
 
 def validate(cfg: Config) -> None:
@@ -56,6 +77,12 @@ def validate(cfg: Config) -> None:
         problems.append(f"alpha={cfg.alpha}: must lie strictly between 0 and 1")
     if cfg.max_attempts < 1:
         problems.append(f"max_attempts={cfg.max_attempts}: must be at least 1")
+    if cfg.max_consecutive_failures < 1:
+        problems.append(f"max_consecutive_failures={cfg.max_consecutive_failures}: must be at least 1")
+    if cfg.max_requests is not None and cfg.max_requests < 1:
+        problems.append(f"max_requests={cfg.max_requests}: must be at least 1 (or null for no limit)")
+    if cfg.max_cost_usd is not None and cfg.max_cost_usd <= 0:
+        problems.append(f"max_cost_usd={cfg.max_cost_usd}: must be positive (or null for no limit)")
     if cfg.judge.max_reasks < 0:
         problems.append(f"judge.max_reasks={cfg.judge.max_reasks}: must be 0 or more")
     if cfg.judge.structured_output not in judge.STRUCTURED_OUTPUT:
@@ -100,13 +127,44 @@ def config_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@dataclass
+class _Control:
+    """Shared state of one run's stages: the client's stop switch, failures, hard interrupt."""
+
+    client: Client
+    max_consecutive_failures: int
+    grace_s: float
+    failures: list[Row] = field(default_factory=list)
+    fatal: ModelCallError | None = None
+    consecutive: int = 0
+    interrupted: bool = False  # a second Ctrl-C or SIGTERM: stop at once
+    stopped_at: float | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.client.stop_reason is None:
+            self.client.stop(reason)
+            self.stopped_at = time.monotonic()
+            console.console.print(f"[yellow]Stopping: {reason}. Calls in flight may finish.[/]")
+
+    def failed(self, key: Row, exc: ModelCallError) -> None:
+        self.failures.append({**key, "error": str(exc), "type": type(exc).__name__})
+        if not isinstance(exc, TransientFailure):
+            self.fatal = self.fatal or exc
+            self.stop(f"fatal error: {exc}")
+            return
+        self.consecutive += 1
+        if self.consecutive >= self.max_consecutive_failures:
+            self.stop(f"{self.consecutive} calls in a row failed after all retries (last: {exc})")
+
+
 async def _stage(
     title: str,
-    jobs: list[Callable[[], Awaitable[dict[str, Any]]]],
-    sink: Callable[[dict[str, Any]], None],
+    jobs: list[tuple[Row, Job]],
+    sink: Callable[[Row], None],
+    control: _Control,
     show_progress: bool,
 ) -> None:
-    """Run jobs concurrently (the client bounds the concurrency); the first failure cancels the rest."""
+    """Run jobs concurrently (the client bounds the concurrency), routing each outcome."""
     if not jobs:
         return
     from rich.progress import (
@@ -127,19 +185,35 @@ async def _stage(
         TimeRemainingColumn(),
         console=console.console,
         disable=not show_progress,
-        transient=False,
     )
-    tasks = [asyncio.ensure_future(job()) for job in jobs]
+    pending = {asyncio.ensure_future(job()): key for key, job in jobs}
     try:
         with progress:
-            bar = progress.add_task(title, total=len(tasks))
-            for fut in asyncio.as_completed(tasks):
-                sink(await fut)
-                progress.advance(bar)
+            bar = progress.add_task(title, total=len(pending))
+            while pending:
+                done, _ = await asyncio.wait(pending, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    key = pending.pop(fut)
+                    progress.advance(bar)
+                    exc = fut.exception()
+                    if exc is None:
+                        control.consecutive = 0
+                        sink(fut.result())
+                    elif isinstance(exc, Stopped):
+                        continue
+                    elif isinstance(exc, ModelCallError):
+                        control.failed(key, exc)
+                    else:
+                        raise exc
+                over_grace = (
+                    control.stopped_at is not None and time.monotonic() - control.stopped_at > control.grace_s
+                )
+                if control.interrupted or over_grace:
+                    break
     finally:
-        for t in tasks:
+        for t in pending:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _serve(stack: ExitStack, cfg: Config, run_dir: Path) -> tuple[ModelConfig, JudgeConfig, list[str]]:
@@ -168,6 +242,10 @@ def _sha256(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def _write_info(path: Path, info: dict[str, Any]) -> None:
+    results.atomic_write(path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
 
 
 def run(cfg: Config, run_dir: Path) -> Results:
@@ -213,10 +291,8 @@ def run(cfg: Config, run_dir: Path) -> Results:
         "k": cfg.sampling.k,
         "status": "running",
     }
-    results.atomic_write(info_path, json.dumps(info, indent=2) + "\n")
+    _write_info(info_path, info)
 
-    gen_path = run_dir / results.GENERATIONS
-    judge_path = run_dir / results.JUDGMENTS
     t0 = time.perf_counter()
     with ExitStack() as stack:
         model_cfg, judge_cfg, notes = _serve(stack, cfg, run_dir)
@@ -227,100 +303,188 @@ def run(cfg: Config, run_dir: Path) -> Results:
                 concurrency=cfg.concurrency,
                 timeout_s=cfg.request_timeout_s,
                 max_attempts=cfg.max_attempts,
+                max_requests=cfg.max_requests,
+                max_cost_usd=cfg.max_cost_usd,
             )
         )
+        control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s)
+        stages = _Stages(cfg, model_cfg, judge_cfg, client, control, queries, system, templates, run_dir)
         try:
-            gens, judgments = asyncio.run(
-                _run_stages(
-                    cfg, model_cfg, judge_cfg, client, queries, system, templates, gen_path, judge_path
-                )
-            )
+            asyncio.run(stages.run())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            control.interrupted = True
         except BaseException as e:
-            info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            info["error"] = f"{type(e).__name__}: {e}"
-            info["stats"] = dataclasses.asdict(client.stats)
-            results.atomic_write(info_path, json.dumps(info, indent=2) + "\n")
+            info.update(
+                status="failed", error=f"{type(e).__name__}: {e}", stats=dataclasses.asdict(client.stats)
+            )
+            _write_info(info_path, info)
             raise
+        finally:
+            stages.close()
 
-    gens = results.sort_rows(gens, queries)
-    judgments = results.sort_rows(judgments, queries)
-    results.write_jsonl(gen_path, gens)
-    results.write_jsonl(judge_path, judgments)
+    gens = results.sort_rows(stages.gens.values(), queries)
+    judgments = results.sort_rows(stages.judged.values(), queries)
+    results.write_jsonl(run_dir / results.GENERATIONS, gens)
+    results.write_jsonl(run_dir / results.JUDGMENTS, judgments)
     samples = results.scores(queries, gens, judgments)
     m = metrics.compute(samples, cfg.sampling.k, cfg.alpha)
+    stop_reason = "interrupted" if control.interrupted else client.stop_reason
+    m["partial"] = bool(stop_reason or control.failures)
+    m["unjudged_samples"] = len(gens) - len(samples)
+    m["missing_samples"] = len(queries) * cfg.sampling.k - len(gens)
+    if stop_reason:
+        m["stop_reason"] = stop_reason
     results.write_metrics(run_dir / results.METRICS, m)
     results.atomic_write(run_dir / results.RESULTS_CSV, results.upstream_csv(cfg.model.name, samples))
+    res = Results(run_dir, m, gens, judgments, client.stats, queries, stop_reason, control.failures)
     info.update(
-        status="complete",
+        status="complete" if res.complete else ("interrupted" if control.interrupted else "stopped"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         wall_s=round(time.perf_counter() - t0, 2),
         stats=dataclasses.asdict(client.stats),
     )
-    results.atomic_write(info_path, json.dumps(info, indent=2) + "\n")
-    return Results(run_dir, m, gens, judgments, client.stats, queries)
+    if stop_reason:
+        info["stop_reason"] = stop_reason
+    if control.failures:
+        info["failures"] = {"count": len(control.failures), "first": control.failures[:50]}
+    _write_info(info_path, info)
+    if control.interrupted:
+        raise KeyboardInterrupt
+    if not res.complete:
+        raise RunIncomplete(_incomplete_message(res), res)
+    return res
 
 
-async def _run_stages(
-    cfg: Config,
-    model_cfg: ModelConfig,
-    judge_cfg: JudgeConfig,
-    client: Client,
-    queries: list[Query],
-    system: str | None,
-    templates: dict[tuple[str, str], judge.Template],
-    gen_path: Path,
-    judge_path: Path,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    wanted = {q.id for q in queries}
-    k = cfg.sampling.k
-    gens = {
-        (r["id"], r["sample_index"]): r
-        for r in results.read_jsonl(gen_path)
-        if r["id"] in wanted and r["sample_index"] < k
-    }
-    # Rewrite without a torn last line before appending to it.
-    results.write_jsonl(gen_path, gens.values())
-    appender = results.JsonlAppender(gen_path)
+def _incomplete_message(res: Results) -> str:
+    m = res.metrics
+    parts = []
+    if res.stop_reason:
+        parts.append(f"stopped: {res.stop_reason}")
+    if res.failures:
+        by_type: dict[str, int] = {}
+        for f in res.failures:
+            by_type[f["type"]] = by_type.get(f["type"], 0) + 1
+        kinds = ", ".join(f"{n} {t}" for t, n in sorted(by_type.items()))
+        parts.append(f"{len(res.failures)} calls failed ({kinds}); first: {res.failures[0]['error']}")
+    parts.append(
+        f"{m['missing_samples']} samples not generated, {m['unjudged_samples']} not judged; "
+        "metrics.json is marked partial. Run the same command again in the same run dir "
+        f"(resume={res.run_dir}) to finish: finished calls are not repeated."
+    )
+    return "; ".join(parts)
 
-    def keep_gen(row: dict[str, Any]) -> None:
-        gens[(row["id"], row["sample_index"])] = row
-        appender.write(row)
 
-    def gen_job(q: Query, i: int) -> Callable[[], Awaitable[dict[str, Any]]]:
+class _Stages:
+    """The generation and judging stages over one run dir, resumable row by row."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        model_cfg: ModelConfig,
+        judge_cfg: JudgeConfig,
+        client: Client,
+        control: _Control,
+        queries: list[Query],
+        system: str | None,
+        templates: dict[tuple[str, str], judge.Template],
+        run_dir: Path,
+    ) -> None:
+        self.cfg, self.model_cfg, self.judge_cfg = cfg, model_cfg, judge_cfg
+        self.client, self.control, self.queries = client, control, queries
+        self.system, self.templates = system, templates
+        self.by_id = {q.id: q for q in queries}
+        self.gen_path = run_dir / results.GENERATIONS
+        self.judge_path = run_dir / results.JUDGMENTS
+        k = cfg.sampling.k
+        self.gens: dict[tuple[str, int], Row] = {
+            (r["id"], r["sample_index"]): r
+            for r in results.read_jsonl(self.gen_path)
+            if r["id"] in self.by_id and r["sample_index"] < k
+        }
+        self.judged: dict[tuple[str, int, str], Row] = {
+            (r["id"], r["sample_index"], r["kind"]): r
+            for r in results.read_jsonl(self.judge_path)
+            if (r["id"], r["sample_index"]) in self.gens
+        }
+        # Rewrite without a torn last line (a crash mid-write) before appending.
+        results.write_jsonl(self.gen_path, self.gens.values())
+        results.write_jsonl(self.judge_path, self.judged.values())
+        self._gen_out = results.JsonlAppender(self.gen_path)
+        self._judge_out = results.JsonlAppender(self.judge_path)
+
+    def close(self) -> None:
+        self._gen_out.close()
+        self._judge_out.close()
+
+    def _keep_gen(self, row: Row) -> None:
+        self.gens[(row["id"], row["sample_index"])] = row
+        self._gen_out.write(row)
+
+    def _keep_judgment(self, row: Row) -> None:
+        self.judged[(row["id"], row["sample_index"], row["kind"])] = row
+        self._judge_out.write(row)
+
+    def _gen_job(self, q: Query, i: int) -> Job:
+        cfg = self.cfg
         return lambda: generate.generate_one(
-            client, model_cfg, cfg.sampling, cfg.mitigation.name, system, q, i
+            self.client, self.model_cfg, cfg.sampling, cfg.mitigation.name, self.system, q, i
         )
 
-    jobs = [gen_job(q, i) for q in queries for i in range(k) if (q.id, i) not in gens]
-    try:
-        await _stage(f"generate ({model_cfg.name})", jobs, keep_gen, cfg.progress)
-    finally:
-        appender.close()
+    def _judge_job(self, g: Row, kind: str) -> Job:
+        return lambda: judge.judge_one(
+            self.client, self.judge_cfg, self.templates, self.by_id[g["id"]], g, kind
+        )
 
-    by_id = {q.id: q for q in queries}
-    judged = {
-        (r["id"], r["sample_index"], r["kind"]): r
-        for r in results.read_jsonl(judge_path)
-        if (r["id"], r["sample_index"]) in gens
-    }
-    results.write_jsonl(judge_path, judged.values())
-    appender = results.JsonlAppender(judge_path)
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        control = self.control
 
-    def keep_judgment(row: dict[str, Any]) -> None:
-        judged[(row["id"], row["sample_index"], row["kind"])] = row
-        appender.write(row)
+        def on_interrupt() -> None:
+            if control.client.stop_reason is None:
+                control.stop("interrupted (Ctrl-C again to stop at once)")
+            else:
+                control.interrupted = True
+                if main is not None:
+                    main.cancel()
 
-    def judge_job(g: dict[str, Any], kind: str) -> Callable[[], Awaitable[dict[str, Any]]]:
-        return lambda: judge.judge_one(client, judge_cfg, templates, by_id[g["id"]], g, kind)
+        def on_term() -> None:
+            control.interrupted = True
+            if main is not None:
+                main.cancel()
 
-    jobs = [
-        judge_job(g, kind)
-        for g in results.sort_rows(gens.values(), queries)
-        for kind in (SAFETY, THINK)
-        if (g["id"], g["sample_index"], kind) not in judged
-    ]
-    try:
-        await _stage(f"judge ({judge_cfg.name})", jobs, keep_judgment, cfg.progress)
-    finally:
-        appender.close()
-    return list(gens.values()), list(judged.values())
+        installed = []
+        for sig, handler in ((signal.SIGINT, on_interrupt), (signal.SIGTERM, on_term)):
+            try:
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                pass
+        try:
+            k = self.cfg.sampling.k
+            jobs = [
+                ({"stage": "generate", "id": q.id, "sample_index": i}, self._gen_job(q, i))
+                for q in self.queries
+                for i in range(k)
+                if (q.id, i) not in self.gens
+            ]
+            await _stage(
+                f"generate ({self.model_cfg.name})", jobs, self._keep_gen, control, self.cfg.progress
+            )
+            if control.client.stop_reason is not None or control.interrupted:
+                return
+            jobs = [
+                (
+                    {"stage": "judge", "id": g["id"], "sample_index": g["sample_index"], "kind": kind},
+                    self._judge_job(g, kind),
+                )
+                for g in results.sort_rows(self.gens.values(), self.queries)
+                for kind in (SAFETY, THINK)
+                if (g["id"], g["sample_index"], kind) not in self.judged
+            ]
+            await _stage(
+                f"judge ({self.judge_cfg.name})", jobs, self._keep_judgment, control, self.cfg.progress
+            )
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)

@@ -13,7 +13,7 @@ from scripted_server import Reply, ScriptedServer
 
 from bsa.config import DEFAULT_ALPHA, Config
 from bsa.llm import ModelCallError
-from bsa.run import run
+from bsa.run import RunIncomplete, run
 
 ROWS = [
     {
@@ -257,10 +257,12 @@ def test_authentication_error_fails_fast_naming_the_env_var(
     monkeypatch.setenv("BSA_TEST_KEY", "sk-test-not-a-real-key")
     with ScriptedServer(lambda body: Reply(status=401, error="invalid api key")) as server:
         cfg = make_config(*overrides(server, data, "model.api_key_env=BSA_TEST_KEY"))
-        with pytest.raises(ModelCallError, match="BSA_TEST_KEY") as err:
+        with pytest.raises(RunIncomplete, match="BSA_TEST_KEY") as err:
             run(cfg, tmp_path / "run")
-        assert "AuthenticationError" in str(err.value)
+        assert "AuthenticationError" in str(err.value) and "fatal error" in str(err.value)
+        assert "sk-test-not-a-real-key" not in str(err.value)
         assert len(server.requests) <= cfg.concurrency  # no retries: each in-flight call failed once
+        assert err.value.results.metrics["partial"] is True
 
 
 def test_missing_key_is_caught_before_any_call(
