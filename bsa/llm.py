@@ -408,6 +408,42 @@ class Client:
         return f"{ep.role} {ep.model}: {name}: {_short(e)}{hint}"
 
 
+def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, before any call: a missing key, a model string LiteLLM cannot route, an
+    api_base nobody answers on (any HTTP answer, even 401, counts as reachable)."""
+    import urllib.error
+    import urllib.request
+
+    ep.api_key()
+    litellm = import_litellm()
+    try:
+        litellm.get_llm_provider(ep.model, api_base=ep.api_base)
+    except Exception as e:  # LiteLLM raises its BadRequestError with a long provider list
+        raise ModelCallError(
+            f"{ep.role} {ep.model!r}: LiteLLM cannot route this model string ({_short(e, 160)}); "
+            "write provider/model, e.g. openai/gpt-4o, deepseek/deepseek-reasoner, hosted_vllm/<name>"
+        ) from None
+    if not ep.api_base:
+        return
+    url = ep.api_base.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code == 404 and not ep.api_base.rstrip("/").endswith("/v1"):
+            raise ModelCallError(
+                f"{ep.role} api_base {ep.api_base}: {url} answers 404; OpenAI-compatible servers "
+                f"usually want the base to end in /v1 ({ep.role}.api_base={ep.api_base.rstrip('/')}/v1)"
+            ) from None
+        return  # reachable: auth or routing problems surface on the first call with their message
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ModelCallError(
+            f"{ep.role} api_base {ep.api_base} is unreachable ({reason}); is the server running, "
+            f"and is {ep.role}.api_base right?"
+        ) from None
+
+
 def _redact(text: str, secret: str | None) -> str:
     """Providers may echo the key in an error; it must never reach logs or files."""
     return text.replace(secret, "***") if secret else text

@@ -29,7 +29,7 @@ from typing import Any
 from bsa import __version__, console, data, generate, judge, metrics, results
 from bsa.config import Config, JudgeConfig, ModelConfig
 from bsa.data import Query
-from bsa.llm import Client, ModelCallError, Stats, Stopped, TransientFailure
+from bsa.llm import Client, ModelCallError, Stats, Stopped, TransientFailure, preflight
 from bsa.server import ManagedServer
 from bsa.verdict import SAFETY, THINK
 
@@ -134,6 +134,7 @@ class _Control:
     client: Client
     max_consecutive_failures: int
     grace_s: float
+    window: int  # jobs in flight at once: bounds what a dead provider is sent before the run stops
     failures: list[Row] = field(default_factory=list)
     fatal: ModelCallError | None = None
     consecutive: int = 0
@@ -164,7 +165,7 @@ async def _stage(
     control: _Control,
     show_progress: bool,
 ) -> None:
-    """Run jobs concurrently (the client bounds the concurrency), routing each outcome."""
+    """Run jobs concurrently from a bounded window, routing each outcome; launch none once stopping."""
     if not jobs:
         return
     from rich.progress import (
@@ -186,10 +187,20 @@ async def _stage(
         console=console.console,
         disable=not show_progress,
     )
-    pending = {asyncio.ensure_future(job()): key for key, job in jobs}
+    queue = iter(jobs)
+    pending: dict[asyncio.Future[Row], Row] = {}
+
+    def refill() -> None:
+        while len(pending) < control.window and control.client.stop_reason is None:
+            item = next(queue, None)
+            if item is None:
+                return
+            pending[asyncio.ensure_future(item[1]())] = item[0]
+
     try:
         with progress:
-            bar = progress.add_task(title, total=len(pending))
+            bar = progress.add_task(title, total=len(jobs))
+            refill()
             while pending:
                 done, _ = await asyncio.wait(pending, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
@@ -210,6 +221,7 @@ async def _stage(
                 )
                 if control.interrupted or over_grace:
                     break
+                refill()
     finally:
         for t in pending:
             t.cancel()
@@ -263,7 +275,7 @@ def run(cfg: Config, run_dir: Path) -> Results:
                 f"{run_dir} holds a run with another model/sampling/mitigation/judge config; "
                 "resume it with the same overrides, or choose a new run dir"
             )
-    # Preflight: a missing key fails now, not after the first thousand calls.
+    # A missing key fails now, before servers start; reachability once they run.
     generate.endpoint(cfg.model).api_key()
     judge.endpoint(cfg.judge).api_key()
 
@@ -297,6 +309,8 @@ def run(cfg: Config, run_dir: Path) -> Results:
     with ExitStack() as stack:
         model_cfg, judge_cfg, notes = _serve(stack, cfg, run_dir)
         info["servers"] = notes
+        for ep in (generate.endpoint(model_cfg), judge.endpoint(judge_cfg)):
+            preflight(ep)
         client = stack.enter_context(
             Client(
                 cfg.cache.dir if cfg.cache.enabled else None,
@@ -307,7 +321,7 @@ def run(cfg: Config, run_dir: Path) -> Results:
                 max_cost_usd=cfg.max_cost_usd,
             )
         )
-        control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s)
+        control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s, 2 * cfg.concurrency)
         stages = _Stages(cfg, model_cfg, judge_cfg, client, control, queries, system, templates, run_dir)
         try:
             asyncio.run(stages.run())

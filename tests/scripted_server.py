@@ -56,7 +56,7 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
+                if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]}, {})
                 else:
                     self._send(404, {"error": {"message": "not found"}}, {})
