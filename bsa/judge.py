@@ -118,17 +118,20 @@ def endpoint(cfg: JudgeConfig) -> Endpoint:
 
 def request_params(cfg: JudgeConfig, kind: str, scenario: str) -> dict[str, Any]:
     params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
-    schema = json_schema(kind, scenario)
     if cfg.structured_output == "json_object":
         params["response_format"] = {"type": "json_object"}
     elif cfg.structured_output == "json_schema":
         params["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": f"bsa_{kind}_verdict", "schema": schema, "strict": True},
+            "json_schema": {
+                "name": f"bsa_{kind}_verdict",
+                "schema": json_schema(kind, scenario),
+                "strict": True,
+            },
         }
     elif cfg.structured_output == "json_object_schema":
         # llama.cpp's server takes a schema inside json_object and constrains decoding with it.
-        params["response_format"] = {"type": "json_object", "schema": schema}
+        params["response_format"] = {"type": "json_object", "schema": json_schema(kind, scenario, 400)}
     if cfg.extra_body:
         params["extra_body"] = dict(cfg.extra_body)
     return params

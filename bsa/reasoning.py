@@ -81,11 +81,14 @@ def split_inline(content: str) -> tuple[str, str, bool]:
 
 def extract(message: Mapping[str, Any], finish_reason: str | None = None) -> Extraction:
     """Return the reasoning trace and final answer of one completion message."""
-    structured = _text(message.get("reasoning_content")) or _text(message.get("reasoning"))
-    if not structured:
-        structured = _thinking_blocks(message.get("thinking_blocks"))
+    # Whitespace-only in one field must not hide a real trace in the next.
+    structured = (
+        _text(message.get("reasoning_content")).strip()
+        or _text(message.get("reasoning")).strip()
+        or _thinking_blocks(message.get("thinking_blocks")).strip()
+    )
     inline_reasoning, answer, unclosed = split_inline(_text(message.get("content")))
-    reasoning = "\n".join(p for p in (structured.strip(), inline_reasoning) if p)
+    reasoning = "\n".join(p for p in (structured, inline_reasoning) if p)
 
     flags: list[str] = []
     if not reasoning:

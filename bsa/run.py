@@ -104,13 +104,31 @@ def validate(cfg: Config) -> None:
             f"judge.serve.backend={cfg.judge.serve.backend!r}: expected one of "
             f"{', '.join(SERVE_BACKENDS)}, model"
         )
-    if cfg.judge.serve.backend == "model" and cfg.model.serve.backend == "none":
-        problems.append(
-            "judge.serve.backend=model reuses the model's managed server, but the model has none "
-            "(model.serve.backend=none); choose a judge with its own endpoint, e.g. judge=openai_compatible"
-        )
+    problems += _thinking_conflicts(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _thinking_conflicts(cfg: Config) -> list[str]:
+    """Anthropic rejects extended thinking with a changed temperature or top_k (top_p only >= 0.95):
+    say so now rather than on every one of 10,000 calls."""
+    model, s = cfg.model, cfg.sampling
+    if not (model.thinking_budget and model.name.startswith("anthropic/")):
+        return []
+    temperature = s.temperature if s.temperature is not None else model.temperature
+    top_k = s.top_k if s.top_k is not None else model.top_k
+    top_p = s.top_p if s.top_p is not None else model.top_p
+    out = []
+    if temperature not in (None, 1, 1.0):
+        out.append(
+            f"sampling.temperature={temperature}: {model.name} with extended thinking accepts only 1.0; "
+            "use sampling=model_default (or model.thinking_budget=null to turn thinking off)"
+        )
+    if top_k is not None:
+        out.append(f"sampling.top_k={top_k}: {model.name} with extended thinking accepts no top_k")
+    if top_p is not None and top_p < 0.95:
+        out.append(f"sampling.top_p={top_p}: {model.name} with extended thinking accepts top_p >= 0.95 only")
+    return out
 
 
 def config_fingerprint(cfg: Config) -> str:
@@ -238,10 +256,18 @@ def _serve(stack: ExitStack, cfg: Config, run_dir: Path) -> tuple[ModelConfig, J
         model_server = stack.enter_context(ManagedServer(model.serve, model.hf_model, run_dir, "model"))
         model = dataclasses.replace(model, api_base=model_server.api_base)
         notes.append(f"model server: {' '.join(model_server.cmd)} at {model_server.api_base}")
-    if judge_cfg.serve.backend == "model":
-        assert model_server is not None
+    if judge_cfg.serve.backend == "model" and model_server is not None:
         judge_cfg = dataclasses.replace(judge_cfg, api_base=model_server.api_base)
     elif judge_cfg.serve.backend != "none":
+        if judge_cfg.serve.backend == "model":
+            # The model is remote: the embedded judge gets a llama.cpp server of its own.
+            judge_cfg = dataclasses.replace(
+                judge_cfg, serve=dataclasses.replace(judge_cfg.serve, backend="llama_cpp")
+            )
+            console.console.print(
+                "[bold yellow]The judge is the embedded demo model (SmolLM2-135M): its verdicts are not "
+                "meaningful. For real results use judge=gpt4o (OPENAI_API_KEY) or judge=openai_compatible.[/]"
+            )
         console.console.print(f"Starting the {judge_cfg.serve.backend} server for the judge …")
         js = stack.enter_context(ManagedServer(judge_cfg.serve, None, run_dir, "judge"))
         judge_cfg = dataclasses.replace(judge_cfg, api_base=js.api_base)

@@ -96,6 +96,32 @@ def _json_objects(text: str) -> Iterator[dict[str, Any]]:
         pos = end
 
 
+def _strip_line_comments(text: str) -> str:
+    """Drop ``// …`` comments outside JSON strings: the published BSA prompts show their output
+    format with such comments, and judges copy them."""
+    out: list[str] = []
+    in_string = escaped = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = len(text) if end == -1 else end
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def _walk(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield obj
     for value in obj.values():
@@ -113,7 +139,10 @@ def parse(text: str, kind: str, scenario: str) -> Parsed:
     unknown: list[str] = []
     explanation = ""
     saw_json = False
-    for obj in _json_objects(text):
+    objects = list(_json_objects(text))
+    if not any(isinstance(o, dict) for o in objects) and "//" in text:
+        objects = list(_json_objects(_strip_line_comments(text)))
+    for obj in objects:
         saw_json = True
         lowered = {_norm(str(k)): v for k, v in obj.items()}
         for key in keys:
@@ -130,7 +159,7 @@ def parse(text: str, kind: str, scenario: str) -> Parsed:
         # No JSON verdict: accept "Key: Label" lines (e.g. "Safety Assessment: Unsafe").
         key_alt = "|".join(re.escape(k) for k in keys)
         for m in re.finditer(rf"(?im)^[\s*#>\-]*\"?({key_alt})\"?\s*[:=]\s*(.+?)\s*$", text):
-            label = _match_label(m.group(2), labels)
+            label = _match_label(re.sub(r"\s//.*$", "", m.group(2)), labels)
             if label is None:
                 unknown.append(repr(m.group(2))[:80])
             else:
@@ -147,12 +176,19 @@ def parse(text: str, kind: str, scenario: str) -> Parsed:
     return Unscored("no JSON verdict found in judge output")
 
 
-def json_schema(kind: str, scenario: str) -> dict[str, Any]:
-    """The JSON schema our own templates ask for (used for structured output)."""
+def json_schema(kind: str, scenario: str, max_explanation: int | None = None) -> dict[str, Any]:
+    """The JSON schema our own templates ask for (used for structured output).
+
+    ``max_explanation`` bounds the explanation for grammar-constrained servers (llama.cpp), so a small
+    judge cannot ramble past max_tokens and leave invalid JSON; OpenAI's strict mode rejects it.
+    """
+    explanation: dict[str, Any] = {"type": "string"}
+    if max_explanation:
+        explanation["maxLength"] = max_explanation
     return {
         "type": "object",
         "properties": {
-            "explanation": {"type": "string"},
+            "explanation": explanation,
             "verdict": {"type": "string", "enum": list(labels_for(kind, scenario))},
         },
         "required": ["explanation", "verdict"],

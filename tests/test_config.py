@@ -1,0 +1,120 @@
+"""Every file of every config group composes; typos and wrong types fail before any call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import CONF, compose_config
+from hydra.errors import ConfigCompositionException
+
+from bsa.config import Config
+from bsa.run import ConfigError, validate
+
+GROUPS = ("model", "sampling", "mitigation", "judge", "dataset")
+# Files whose required values (???) a user must give; supplied here to compose them.
+REQUIRED = {
+    ("model", "openai_compatible"): ["model.name=hosted_vllm/m", "model.api_base=http://127.0.0.1:9/v1"],
+    ("model", "vllm_local"): ["model.hf_model=Qwen/Qwen3-8B"],
+    ("judge", "openai_compatible"): ["judge.name=hosted_vllm/j", "judge.api_base=http://127.0.0.1:9/v1"],
+}
+
+
+def group_files() -> list[tuple[str, str]]:
+    return [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def test_every_group_has_files() -> None:
+    names = {g: [n for gg, n in group_files() if gg == g] for g in GROUPS}
+    assert {"none", "rules"} <= set(names["mitigation"])
+    assert {"gpt4o", "openai_compatible"} <= set(names["judge"])
+    assert {"model_default", "greedy"} <= set(names["sampling"])
+    assert len(names["model"]) >= 22
+
+
+@pytest.mark.parametrize(("group", "name"), group_files(), ids=lambda v: str(v))
+def test_every_group_file_composes(group: str, name: str) -> None:
+    cfg = compose_config([f"{group}={name}", *REQUIRED.get((group, name), [])])
+    assert isinstance(cfg, Config)
+    if group == "model":
+        assert cfg.model.name and "/" in cfg.model.name
+        assert cfg.model.api_key_env is None or cfg.model.api_key_env.isupper()
+    validate(cfg)
+
+
+def test_defaults_are_the_embedded_offline_run() -> None:
+    cfg = compose_config([])
+    assert cfg.model.serve.backend == "llama_cpp" and cfg.judge.serve.backend == "model"
+    assert cfg.dataset.demo and cfg.sampling.k == 5 and cfg.mitigation.name == "none"
+
+
+def test_common_overrides_work_whatever_group() -> None:
+    cfg = compose_config(
+        [
+            "model=deepseek_r1",
+            "model.name=openai/x",
+            "model.api_base=http://127.0.0.1:1/v1",
+            "judge=gpt4o",
+            "judge.name=openai/y",
+            "judge.api_base=http://127.0.0.1:2/v1",
+            "dataset=bsa",
+            "dataset.path=/tmp/x.csv",
+            "sampling.k=3",
+            "cache.dir=/tmp/c",
+            "concurrency=4",
+        ]
+    )
+    assert (cfg.model.name, cfg.judge.api_base, cfg.sampling.k, cfg.concurrency) == (
+        "openai/x",
+        "http://127.0.0.1:2/v1",
+        3,
+        4,
+    )
+    assert cfg.dataset.path == "/tmp/x.csv" and cfg.cache.dir == "/tmp/c"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.nmae=x", "Key 'nmae' not in 'ModelConfig'"),
+        ("sampling.k=five", "Value 'five' of type 'str' could not be converted to Integer"),
+        ("model=no_such_model", "Could not find 'model/no_such_model'"),
+        ("concurrency=many", "could not be converted to Integer"),
+    ],
+)
+def test_typos_and_wrong_types_fail_at_composition(override: str, message: str) -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config([override])
+    assert message in str(err.value) + str(err.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sampling.k=0", "sampling.k=0: must be at least 1"),
+        ("concurrency=-1", "concurrency=-1: must be at least 1"),
+        ("alpha=1.5", "alpha=1.5: must lie strictly between 0 and 1"),
+        ("alpha=0", "alpha=0.0: must lie strictly between 0 and 1"),
+        ("judge.structured_output=yaml", "judge.structured_output='yaml'"),
+        ("judge.empty_reasoning=guess", "judge.empty_reasoning='guess'"),
+    ],
+)
+def test_invalid_values_are_refused_before_any_call(override: str, message: str, tmp_path: Path) -> None:
+    cfg = compose_config([override])
+    with pytest.raises(ConfigError, match="invalid configuration") as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("model", ["claude_37_sonnet", "claude_4_sonnet"])
+def test_greedy_decoding_with_claude_thinking_is_refused(model: str) -> None:
+    with pytest.raises(ConfigError, match=r"accepts only 1\.0; use sampling=model_default"):
+        validate(compose_config([f"model={model}", "sampling=greedy"]))
+    validate(compose_config([f"model={model}", "sampling=greedy", "model.thinking_budget=null"]))
+
+
+def test_a_remote_model_keeps_the_embedded_judge_by_default() -> None:
+    # judge=smollm2 reuses the model's server; with a remote model it starts its own (see run._serve).
+    cfg = compose_config(["model=deepseek_r1", "mitigation=rules"])
+    validate(cfg)
+    assert cfg.judge.serve.backend == "model" and cfg.model.serve.backend == "none"
