@@ -77,3 +77,12 @@ def test_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
     out = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "missing.csv: no such file; check dataset.path" in " ".join(out.stdout.split())
+
+
+def test_the_bsa_console_script_works_from_any_directory(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "bsa"
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (package not installed with pip)")
+    out = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "name: hosted_vllm/smollm2" in out.stdout and out.stdout.startswith("bsa")

@@ -78,3 +78,29 @@ def test_smollm2_run_end_to_end(tmp_path: Path) -> None:
     assert _server_processes() == before
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "complete" and "llama_cpp.server" in info["servers"][0]
+
+
+def test_remote_model_with_the_embedded_judge_starts_a_judge_server(tmp_path: Path) -> None:
+    from helpers import responder
+    from scripted_server import ScriptedServer
+
+    data = write_dataset(tmp_path / "two.csv", ROWS)
+    run_dir = tmp_path / "run"
+    ids = {r["query"]: r["id"] for r in ROWS}
+    with ScriptedServer(responder(ids, lambda kind, q, i: "Safe")) as server:
+        cmd = [
+            sys.executable, "-m", "bsa", "dataset=bsa", f"dataset.path={data}", "sampling.k=1",
+            "model=openai_compatible", "model.name=hosted_vllm/target", f"model.api_base={server.api_base}",
+            f"hydra.run.dir={run_dir}", "progress=false",
+        ]  # fmt: skip
+        env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache")}
+        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        judge_calls = server.chat_requests("judge")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "The judge is the embedded demo model" in " ".join(out.stdout.split())
+    assert judge_calls == []  # the judge ran on its own llama.cpp server, not on the model's endpoint
+    info = json.loads((run_dir / "run.json").read_text())
+    assert len(info["servers"]) == 1 and info["servers"][0].startswith("judge server:")
+    judgments = [json.loads(x) for x in (run_dir / "judgments.jsonl").read_text().splitlines()]
+    assert len(judgments) == 4 and all(j["verdict"] or j["unscored_reason"] for j in judgments)
+    assert _server_processes() == []
