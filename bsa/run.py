@@ -332,35 +332,41 @@ def run(cfg: Config, run_dir: Path) -> Results:
     _write_info(info_path, info)
 
     t0 = time.perf_counter()
-    with ExitStack() as stack:
-        model_cfg, judge_cfg, notes = _serve(stack, cfg, run_dir)
-        info["servers"] = notes
-        for ep in (generate.endpoint(model_cfg), judge.endpoint(judge_cfg)):
-            preflight(ep)
-        client = stack.enter_context(
-            Client(
-                cfg.cache.dir if cfg.cache.enabled else None,
-                concurrency=cfg.concurrency,
-                timeout_s=cfg.request_timeout_s,
-                max_attempts=cfg.max_attempts,
-                max_requests=cfg.max_requests,
-                max_cost_usd=cfg.max_cost_usd,
+    client: Client | None = None
+    try:
+        with ExitStack() as stack:
+            model_cfg, judge_cfg, notes = _serve(stack, cfg, run_dir)
+            info["servers"] = notes
+            for ep in (generate.endpoint(model_cfg), judge.endpoint(judge_cfg)):
+                preflight(ep)
+            client = stack.enter_context(
+                Client(
+                    cfg.cache.dir if cfg.cache.enabled else None,
+                    concurrency=cfg.concurrency,
+                    timeout_s=cfg.request_timeout_s,
+                    max_attempts=cfg.max_attempts,
+                    max_requests=cfg.max_requests,
+                    max_cost_usd=cfg.max_cost_usd,
+                )
             )
+            control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s, 2 * cfg.concurrency)
+            stages = _Stages(cfg, model_cfg, judge_cfg, client, control, queries, system, templates, run_dir)
+            try:
+                asyncio.run(stages.run())
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                control.interrupted = True
+            finally:
+                stages.close()
+    except BaseException as e:
+        # Startup (servers, preflight) or a bug: the run dir says so; finished rows stay on disk.
+        info.update(
+            status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+            error=f"{type(e).__name__}: {e}",
         )
-        control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s, 2 * cfg.concurrency)
-        stages = _Stages(cfg, model_cfg, judge_cfg, client, control, queries, system, templates, run_dir)
-        try:
-            asyncio.run(stages.run())
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            control.interrupted = True
-        except BaseException as e:
-            info.update(
-                status="failed", error=f"{type(e).__name__}: {e}", stats=dataclasses.asdict(client.stats)
-            )
-            _write_info(info_path, info)
-            raise
-        finally:
-            stages.close()
+        if client is not None:
+            info["stats"] = dataclasses.asdict(client.stats)
+        _write_info(info_path, info)
+        raise
 
     gens = results.sort_rows(stages.gens.values(), queries)
     judgments = results.sort_rows(stages.judged.values(), queries)

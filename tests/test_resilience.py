@@ -171,6 +171,8 @@ def test_unreachable_api_base_fails_in_seconds(tmp_path: Path, make_config: Call
     with pytest.raises(ModelCallError, match=r"model api_base http://127\.0\.0\.1:\d+/v1 is unreachable"):
         run(cfg, tmp_path / "run")
     assert time.monotonic() - t0 < 15
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "failed" and "is unreachable" in info["error"]
 
 
 def test_unknown_model_string_is_refused(tmp_path: Path, make_config: Callable[..., Config]) -> None:
