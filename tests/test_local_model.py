@@ -104,3 +104,36 @@ def test_remote_model_with_the_embedded_judge_starts_a_judge_server(tmp_path: Pa
     judgments = [json.loads(x) for x in (run_dir / "judgments.jsonl").read_text().splitlines()]
     assert len(judgments) == 4 and all(j["verdict"] or j["unscored_reason"] for j in judgments)
     assert _server_processes() == []
+
+
+def test_ctrl_c_twice_stops_the_managed_server(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    data = write_dataset(tmp_path / "two.csv", ROWS)
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "bsa", "dataset=bsa", f"dataset.path={data}", "sampling.k=3",
+        f"hydra.run.dir={run_dir}", "progress=false",
+    ]  # fmt: skip
+    env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = run_dir / "server_model.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and "/v1/chat/completions" in log.read_text(errors="replace"):
+            break  # generation is under way
+        time.sleep(0.2)
+    assert _server_processes(), "the llama.cpp server never started"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    # 130: bsa's own exit; -SIGINT: the second Ctrl-C landed while the interpreter was exiting.
+    assert proc.returncode in (130, -signal.SIGINT), out.decode()[-2000:]
+    deadline = time.monotonic() + 15
+    while _server_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _server_processes() == []
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "interrupted"
