@@ -27,6 +27,9 @@ install-dev: $(STAMP_DEV)
 run: $(STAMP_RUN)
 	$(BIN)/python -m bsa $(ARGS)
 
+report: $(STAMP_RUN)
+	$(BIN)/python -m bsa.report $(ARGS)
+
 test: $(STAMP_DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

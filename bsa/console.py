@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(highlight=False)
@@ -15,7 +16,7 @@ def _pct(v: float | None) -> str:
 
 
 def headline(m: dict[str, Any], title: str) -> Table:
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")  # model names are not markup
     for col in ("Safe@1", "Safe@k", "Think@1", "Think@k", "F-score", "k", "queries"):
         t.add_column(col, justify="right")
     t.add_row(
@@ -77,7 +78,7 @@ def counts(m: dict[str, Any], extra: dict[str, Any] | None = None) -> Table:
 
 def print_metrics(m: dict[str, Any], title: str, extra: dict[str, Any] | None = None) -> None:
     if not m["n_queries"]:
-        console.print(f"[bold]{title}[/]: no query was evaluated.")
+        console.print(f"[bold]{escape(title)}[/]: no query was evaluated.")
         return
     console.print(headline(m, title))
     console.print(

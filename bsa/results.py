@@ -21,12 +21,22 @@ JUDGMENTS = "judgments.jsonl"
 METRICS = "metrics.json"
 RESULTS_CSV = "bsa_results.csv"
 UPSTREAM_COLUMNS = ("model_name", "id", "dataset_name", "Safe_Ans_Check", "Thk_Acc_Judge")
-UNSCORED = "Unscored"  # written where upstream expects a label; never equal to a target label
+UNSCORED = "Unscored"
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # written where upstream expects a label; never equal to a target label
 
 
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are for sharing
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -97,7 +107,9 @@ def scores(
     }
     out = []
     for g in generations:
-        q = by_id[g["id"]]
+        q = by_id.get(g["id"])
+        if q is None:  # a row of another query set (e.g. a report over an edited dataset)
+            continue
         key = (g["id"], g["sample_index"])
         if (*key, SAFETY) not in verdicts or (*key, THINK) not in verdicts:
             continue

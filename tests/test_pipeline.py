@@ -297,3 +297,14 @@ def test_model_text_is_fenced_in_judge_prompts(
     # The answer sits inside a fence longer than the three backticks it contains.
     assert "````text\nA|q1|1\n" + injection + "\n````" in text
     assert res.metrics["safe_at_1"] == pytest.approx(250 / 3)  # q1 sample 1 stays Unsafe
+
+
+def test_result_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from bsa.results import atomic_write
+
+    atomic_write(tmp_path / "m.json", "{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~mask
