@@ -114,7 +114,9 @@ def validate(records: list[dict[str, Any]], where: str) -> list[Query]:
         for col in COLUMNS:
             value = rec.get(col)
             if not isinstance(value, str):
-                kind = "missing" if value is None else f"a {type(value).__name__}, not text"
+                name = type(value).__name__
+                article = "an" if name[0] in "aeiou" else "a"
+                kind = "missing" if value is None else f"{article} {name}, not text"
                 raise DatasetError(f"{where}: row {n}, column {col!r}: value is {kind}")
         qid = rec["id"].strip()
         if not qid:

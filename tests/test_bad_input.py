@@ -119,7 +119,7 @@ CASES = [
     Case("missing column", _dataset_error(b"id,query\nq1,hi\n"), "missing column(s) 'risk_summary', 'dataset_name', 'label'"),
     Case("unknown scenario", _dataset_error((HEADER + 'q1,hi,r,Risk omision,Rumors-X\n').encode()), "row 1, column 'dataset_name': 'Risk omision' is not one of Risk Omission, Cognitive Shortcut, Over Sensitivity"),
     Case("empty query", _dataset_error((HEADER + GOOD + 'q2,"  ",r,Risk Omission,Rumors-X\n').encode()), "row 2, column 'query': empty query (id q2)"),
-    Case("non-string query (JSONL)", _dataset_error(b'{"id": "q1", "query": 42, "risk_summary": "r", "dataset_name": "Risk Omission", "label": "Rumors-X"}\n', "d.jsonl"), "row 1, column 'query': value is a int, not text"),
+    Case("non-string query (JSONL)", _dataset_error(b'{"id": "q1", "query": 42, "risk_summary": "r", "dataset_name": "Risk Omission", "label": "Rumors-X"}\n', "d.jsonl"), "row 1, column 'query': value is an int, not text"),
     Case("duplicate id", _dataset_error((HEADER + GOOD + GOOD).encode()), "row 2, column 'id': duplicate id 'q1' (first at row 1)"),
     Case("wrong encoding (Latin-1)", _dataset_error((HEADER + "q1,caf\xe9,r,Risk Omission,Rumors-X\n").encode("latin-1")), "not UTF-8 (invalid byte 0xe9 at offset"),
     Case("empty file", _dataset_error(b""), "the file has no rows"),
