@@ -21,6 +21,23 @@ MARK = re.compile(r"([AR])\|([^|\s`]+)\|(\d+)")
 Verdicts = Callable[[str, str, int], str | None]  # (kind, qid, i) -> label (None = garbage)
 
 
+def scripted_overrides(api_base: str, data: Path, *extra: str, k: int = 2) -> list[str]:
+    """Overrides for a run whose model (``target``) and judge (``judge``) are the scripted server."""
+    return [
+        "model=openai_compatible",
+        "model.name=hosted_vllm/target",
+        f"model.api_base={api_base}",
+        "judge=openai_compatible",
+        "judge.name=hosted_vllm/judge",
+        f"judge.api_base={api_base}",
+        "dataset=bsa",
+        f"dataset.path={data}",
+        f"sampling.k={k}",
+        "sampling.seed=0",
+        *extra,
+    ]
+
+
 def write_dataset(path: Path, rows: list[dict[str, str]]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["id", "query", "risk_summary", "dataset_name", "label"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import dataset_path
-from helpers import responder
+from helpers import responder, scripted_overrides
 from scripted_server import ScriptedServer
 
 from bsa.config import Config
@@ -47,16 +47,7 @@ def test_full_dataset_metrics_equal_what_the_server_implies(
 
     with ScriptedServer(responder({q.query: q.id for q in queries}, verdicts)) as server:
         cfg = make_config(
-            "model=openai_compatible",
-            "model.name=hosted_vllm/target",
-            f"model.api_base={server.api_base}",
-            "judge=openai_compatible",
-            "judge.name=hosted_vllm/judge",
-            f"judge.api_base={server.api_base}",
-            "dataset=bsa",
-            f"dataset.path={DATA}",
-            f"sampling.k={K}",
-            "sampling.seed=0",
+            *scripted_overrides(server.api_base, DATA, k=K),
             "judge.max_reasks=0",
             "concurrency=16",
         )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import responder, write_dataset
+from helpers import responder, scripted_overrides, write_dataset
 from scripted_server import Reply, ScriptedServer
 
 from bsa.config import DEFAULT_ALPHA, Config
@@ -58,19 +58,7 @@ def scripted(kind: str, qid: str, i: int) -> str | None:
 
 
 def overrides(server: ScriptedServer, data: Path, *extra: str) -> list[str]:
-    return [
-        "model=openai_compatible",
-        "model.name=hosted_vllm/target",
-        f"model.api_base={server.api_base}",
-        "judge=openai_compatible",
-        "judge.name=hosted_vllm/judge",
-        f"judge.api_base={server.api_base}",
-        "dataset=bsa",
-        f"dataset.path={data}",
-        "sampling.k=2",
-        "sampling.seed=0",
-        *extra,
-    ]
+    return scripted_overrides(server.api_base, data, *extra)
 
 
 @pytest.fixture

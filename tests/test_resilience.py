@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import REPO
 from helpers import responder, write_dataset
+from helpers import scripted_overrides as overrides
 from scripted_server import Reply, ScriptedServer
 
 from bsa.config import Config
@@ -60,22 +61,6 @@ def rule_for(rows: list[dict[str, str]]) -> Callable[[str, str, int], str | None
         return labels[(n + 2 * i) % len(labels)]
 
     return verdicts
-
-
-def overrides(api_base: str, data: Path, *extra: str) -> list[str]:
-    return [
-        "model=openai_compatible",
-        "model.name=hosted_vllm/target",
-        f"model.api_base={api_base}",
-        "judge=openai_compatible",
-        "judge.name=hosted_vllm/judge",
-        f"judge.api_base={api_base}",
-        "dataset=bsa",
-        f"dataset.path={data}",
-        "sampling.k=2",
-        "sampling.seed=0",
-        *extra,
-    ]
 
 
 class Faulty:
@@ -298,6 +283,10 @@ class Slow:
         return self.inner(body)
 
 
+def _bsa_command(api_base: str, data: Path) -> list[str]:
+    return [sys.executable, "-m", "bsa", *overrides(api_base, data), "concurrency=4", "progress=false"]
+
+
 def _compare_runs(a: Path, b: Path) -> None:
     def rows(p: Path) -> list[dict[str, Any]]:
         return [json.loads(x) for x in p.read_text().splitlines()]
@@ -319,14 +308,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path, kill_a
     inner = responder({r["query"]: r["id"] for r in rows}, rule_for(rows))
     env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache-ref"), "PYTHONUNBUFFERED": "1"}
     with ScriptedServer(Slow(inner, 0.02)) as server:
-        cmd = [
-            sys.executable,
-            "-m",
-            "bsa",
-            *overrides(server.api_base, data),
-            "concurrency=4",
-            "progress=false",
-        ]
+        cmd = _bsa_command(server.api_base, data)
         ref = subprocess.run(
             [*cmd, f"hydra.run.dir={tmp_path / 'ref'}"], cwd=REPO, env=env, capture_output=True
         )
@@ -358,14 +340,7 @@ def test_first_ctrl_c_finishes_calls_in_flight_and_writes_partial_metrics(tmp_pa
     env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     run_dir = tmp_path / "run"
     with ScriptedServer(Slow(inner, 0.05)) as server:
-        cmd = [
-            sys.executable,
-            "-m",
-            "bsa",
-            *overrides(server.api_base, data),
-            "concurrency=4",
-            "progress=false",
-        ]
+        cmd = _bsa_command(server.api_base, data)
         proc = subprocess.Popen(
             [*cmd, f"hydra.run.dir={run_dir}"],
             cwd=REPO,
