@@ -9,12 +9,14 @@ from bsa.config import MitigationConfig, ModelConfig, SamplingConfig
 from bsa.data import Query
 from bsa.llm import Client, Endpoint, Request
 from bsa.reasoning import extract
+from bsa.server import identity
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def endpoint(model: ModelConfig) -> Endpoint:
-    return Endpoint(model.name, model.api_base, model.api_key_env, role="model")
+    cache_id = identity(model.serve, model.hf_model)
+    return Endpoint(model.name, model.api_base, model.api_key_env, role="model", cache_id=cache_id)
 
 
 def system_prompt(model: ModelConfig, mitigation: MitigationConfig) -> str | None:

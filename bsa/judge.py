@@ -18,6 +18,7 @@ from typing import Any
 from bsa.config import JudgeConfig
 from bsa.data import Query
 from bsa.llm import Client, Endpoint, Request
+from bsa.server import identity
 from bsa.verdict import (
     SAFETY,
     THINK,
@@ -113,7 +114,9 @@ def render(template: Template, fields: dict[str, str], limit: int) -> tuple[str,
 
 
 def endpoint(cfg: JudgeConfig) -> Endpoint:
-    return Endpoint(cfg.name, cfg.api_base, cfg.api_key_env, role="judge")
+    # backend=model is resolved by run._serve into the serving config actually used.
+    cache_id = identity(cfg.serve, None)
+    return Endpoint(cfg.name, cfg.api_base, cfg.api_key_env, role="judge", cache_id=cache_id)
 
 
 def request_params(cfg: JudgeConfig, kind: str, scenario: str) -> dict[str, Any]:

@@ -56,6 +56,8 @@ class Endpoint:
     api_base: str | None = None
     api_key_env: str | None = None
     role: str = "model"  # model | judge: named in errors
+    # Stands for api_base in the cache key when the server is one we start: its port changes each run.
+    cache_id: str | None = None
 
     def api_key(self) -> str | None:
         if not self.api_key_env:
@@ -81,7 +83,7 @@ class Request:
         payload = {
             "v": _CACHE_VERSION,
             "model": self.endpoint.model,
-            "api_base": self.endpoint.api_base,
+            "api_base": self.endpoint.cache_id or self.endpoint.api_base,
             "messages": self.messages,
             "params": self.params,
             "sample_index": self.sample_index,

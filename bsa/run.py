@@ -257,7 +257,8 @@ def _serve(stack: ExitStack, cfg: Config, run_dir: Path) -> tuple[ModelConfig, J
         model = dataclasses.replace(model, api_base=model_server.api_base)
         notes.append(f"model server: {' '.join(model_server.cmd)} at {model_server.api_base}")
     if judge_cfg.serve.backend == "model" and model_server is not None:
-        judge_cfg = dataclasses.replace(judge_cfg, api_base=model_server.api_base)
+        # The judge shares the model's server, and so its cache identity.
+        judge_cfg = dataclasses.replace(judge_cfg, api_base=model_server.api_base, serve=model.serve)
     elif judge_cfg.serve.backend != "none":
         if judge_cfg.serve.backend == "model":
             # The model is remote: the embedded judge gets a llama.cpp server of its own.

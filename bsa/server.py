@@ -30,6 +30,16 @@ class ServerError(RuntimeError):
     pass
 
 
+def identity(serve: ServeConfig, hf_model: str | None) -> str | None:
+    """What a managed server serves, stable across runs (its port is not): the cache keys on this."""
+    if serve.backend == "llama_cpp":
+        return f"managed:llama_cpp:{serve.model_path or 'embedded-smollm2'}"
+    if serve.backend == "vllm":
+        loras = ",".join(f"{k}={v}" for k, v in sorted(serve.lora_modules.items()))
+        return f"managed:vllm:{hf_model}:{loras}"
+    return None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

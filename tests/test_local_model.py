@@ -79,6 +79,16 @@ def test_smollm2_run_end_to_end(tmp_path: Path) -> None:
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "complete" and "llama_cpp.server" in info["servers"][0]
 
+    # Again, into a new run dir: the server gets another port, yet every call is a cache hit.
+    again = subprocess.run(
+        [*cmd[:-2], f"hydra.run.dir={tmp_path / 'again'}", "progress=false"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    stats = json.loads((tmp_path / "again" / "run.json").read_text())["stats"]
+    assert stats["calls"] == 0 and stats["requests"] == 0 and stats["cache_hits"] >= 8
+    assert (tmp_path / "again" / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
+
 
 def test_remote_model_with_the_embedded_judge_starts_a_judge_server(tmp_path: Path) -> None:
     from helpers import responder
