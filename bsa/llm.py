@@ -359,6 +359,10 @@ class Client:
             kwargs["api_base"] = ep.api_base
         if api_key:
             kwargs["api_key"] = api_key
+        elif ep.model.startswith("openai/") and ep.api_base:
+            # LiteLLM's openai/ refuses to send without a key (as an InternalServerError that would be
+            # retried); a self-hosted OpenAI-compatible server without auth ignores this placeholder.
+            kwargs["api_key"] = "no-key"
 
         # A fatal error type can also be a subclass of a transient one in some versions: fatal wins.
         def is_transient(exc: BaseException) -> bool:
@@ -417,6 +421,16 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
     import urllib.request
 
     ep.api_key()
+    if (
+        ep.model.startswith("openai/")
+        and not ep.api_key_env
+        and not ep.api_base
+        and not os.environ.get("OPENAI_API_KEY")
+    ):
+        raise ModelCallError(
+            f"{ep.role} {ep.model}: OpenAI needs a key; export OPENAI_API_KEY=… and set "
+            f"{ep.role}.api_key_env=OPENAI_API_KEY (or point {ep.role}.api_base at your own server)"
+        )
     litellm = import_litellm()
     try:
         litellm.get_llm_provider(ep.model, api_base=ep.api_base)

@@ -154,7 +154,6 @@ class _Control:
     grace_s: float
     window: int  # jobs in flight at once: bounds what a dead provider is sent before the run stops
     failures: list[Row] = field(default_factory=list)
-    fatal: ModelCallError | None = None
     consecutive: int = 0
     interrupted: bool = False  # a second Ctrl-C or SIGTERM: stop at once
     stopped_at: float | None = None
@@ -168,7 +167,6 @@ class _Control:
     def failed(self, key: Row, exc: ModelCallError) -> None:
         self.failures.append({**key, "error": str(exc), "type": type(exc).__name__})
         if not isinstance(exc, TransientFailure):
-            self.fatal = self.fatal or exc
             self.stop(f"fatal error: {exc}")
             return
         self.consecutive += 1

@@ -374,3 +374,28 @@ def test_first_ctrl_c_finishes_calls_in_flight_and_writes_partial_metrics(tmp_pa
         assert done.returncode == 0, done.stderr[-2000:]
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["partial"] is False and m["n_queries"] == 18
+
+
+def test_openai_prefix_against_a_keyless_local_server_works(
+    tmp_path: Path, make_config: Callable[..., Config]
+) -> None:
+    rows = make_rows(3)
+    data = write_dataset(tmp_path / "d.csv", rows)
+    with ScriptedServer(responder({r["query"]: r["id"] for r in rows}, rule_for(rows))) as server:
+        cfg = make_config(*overrides(server.api_base, data), "model.name=openai/target", "sampling.k=1")
+        res = run(cfg, tmp_path / "run")
+    assert res.metrics["n_queries"] == 3 and res.stats.retries == 0
+
+
+def test_openai_without_any_key_is_refused_before_calls(
+    tmp_path: Path, make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    data = write_dataset(tmp_path / "d.csv", make_rows(3))
+    with ScriptedServer(lambda b: Reply()) as server:
+        cfg = make_config(
+            *overrides(server.api_base, data), "judge.name=openai/gpt-4o", "judge.api_base=null"
+        )
+        with pytest.raises(ModelCallError, match="OpenAI needs a key; export OPENAI_API_KEY"):
+            run(cfg, tmp_path / "run")
+        assert server.chat_requests() == []
