@@ -1,0 +1,86 @@
+"""The report: ``python -m bsa.report`` (see ``bsa.report.cli``) compares runs with error bars.
+
+Read runs (``runs``, ``loading``), pair them (``pairs``), diagnose them (``diagnosis``, ``cases``),
+assemble a ``Report`` (``assemble``) against the published leaderboard (``reference``), then render
+it (``tables``, ``plots``, ``markdown``, ``html``, ``terminal``). The names below are the package's
+public API, as ``bsa.report`` offered them when it was one module.
+"""
+
+from __future__ import annotations
+
+from bsa.report.assemble import Report, build
+from bsa.report.cases import Case, failure_cases
+from bsa.report.cli import main, run_compare, write_report
+from bsa.report.columns import METRICS
+from bsa.report.diagnosis import Diagnosis, diagnose
+from bsa.report.html import render_html, table_html
+from bsa.report.loading import load_run
+from bsa.report.markdown import render_markdown, table_md
+from bsa.report.pairs import Pair, compare, find_pairs
+from bsa.report.plots import Figures, make_figures, plot_heatmap, plot_pairs, plot_scatter, plot_scenarios
+from bsa.report.reference import (
+    REFERENCE_ALPHA_0_7639,
+    REFERENCE_CSV,
+    REFERENCE_NAMES,
+    load_reference,
+    reference_medians,
+    reference_name,
+)
+from bsa.report.runs import ReportError, Run, assign_labels, assign_sets, discover, find_runs
+from bsa.report.tables import (
+    Table,
+    beside_table,
+    correlation_text,
+    leaderboard_frame,
+    leaderboard_table,
+    pair_table,
+    reference_table,
+)
+from bsa.report.terminal import print_report
+
+__all__ = [
+    "METRICS",
+    "REFERENCE_ALPHA_0_7639",
+    "REFERENCE_CSV",
+    "REFERENCE_NAMES",
+    "Case",
+    "Diagnosis",
+    "Figures",
+    "Pair",
+    "Report",
+    "ReportError",
+    "Run",
+    "Table",
+    "assign_labels",
+    "assign_sets",
+    "beside_table",
+    "build",
+    "compare",
+    "correlation_text",
+    "diagnose",
+    "discover",
+    "failure_cases",
+    "find_pairs",
+    "find_runs",
+    "leaderboard_frame",
+    "leaderboard_table",
+    "load_reference",
+    "load_run",
+    "main",
+    "make_figures",
+    "pair_table",
+    "plot_heatmap",
+    "plot_pairs",
+    "plot_scatter",
+    "plot_scenarios",
+    "print_report",
+    "reference_medians",
+    "reference_name",
+    "reference_table",
+    "render_html",
+    "render_markdown",
+    "run_compare",
+    "table_html",
+    "table_md",
+    "write_report",
+]

@@ -1,0 +1,112 @@
+"""``python -m bsa.report [RUN_DIRS…] [--out DIR]`` and ``python -m bsa.report --compare RUN_A RUN_B``
+
+Compares runs the way the paper does, with error bars: one leaderboard row per run, 95% bootstrap
+intervals over queries, paired tests of mitigations and decoding settings on the same queries, the
+Think@1–Safe@1 correlation, the published leaderboard beside the runs, plots, and an SSA diagnosis
+with failure cases. With no RUN_DIRS it finds every run under outputs/ (single runs and multirun
+sweeps); a RUN_DIR may also be a folder holding runs. Writes report.md, a self-contained report.html
+(plots embedded) and leaderboard.csv into outputs/report/ (or --out).
+
+Metrics are recomputed from each run's generations and judgments (so a stopped run shows what it
+finished, marked) with ``bsa.metrics.compute``; intervals come from ``bsa.stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from bsa import results, stats
+from bsa.report.assemble import Report, build
+from bsa.report.html import render_html
+from bsa.report.loading import load_run
+from bsa.report.markdown import render_markdown
+from bsa.report.pairs import Pair, compare
+from bsa.report.plots import Figures, make_figures
+from bsa.report.runs import DEFAULT_ROOT, REPORT_DIR, ReportError, assign_labels, discover
+from bsa.report.tables import leaderboard_frame, pair_table
+from bsa.report.terminal import print_report, rich_table
+
+
+def write_report(report: Report, out_dir: Path, examples: int = 3) -> Figures:
+    figs = make_figures(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, png in figs.images.items():
+        (out_dir / f"{name}.png").write_bytes(png)
+    results.atomic_write(out_dir / "report.md", render_markdown(report, figs))
+    results.atomic_write(out_dir / "report.html", render_html(report, figs, examples))
+    results.atomic_write(out_dir / "leaderboard.csv", leaderboard_frame(report).to_csv(index=False))
+    return figs
+
+
+def run_compare(paths: Sequence[Path], n_boot: int, seed: int, alpha: float | None) -> int:
+    """Print B minus A for every metric, paired on the queries both runs judged."""
+    from rich.markup import escape
+
+    from bsa.console import console
+
+    for p in paths:
+        if not (p / "run.json").is_file():
+            raise ReportError(f"{p}: not a run dir (no run.json); --compare takes two run dirs")
+    a, b = (load_run(p, alpha) for p in paths)
+    assign_labels([a, b])
+    if a.label == b.label:
+        a.label, b.label = f"A: {a.label}", f"B: {b.label}"
+    if a.query_set != b.query_set:
+        console.print(
+            "[yellow]The runs are over different query sets; comparing on the queries both judged.[/]"
+        )
+    diffs = compare(a, b, n_boot, seed)
+    if isinstance(diffs, stats.Skipped):
+        raise ReportError(f"cannot compare {a.path} and {b.path}: {diffs.reason}")
+    for r in (a, b):
+        if r.notes:
+            console.print(f"[yellow]{escape(r.label)}: {escape('; '.join(r.notes))}[/]")
+    n = next(iter(diffs.values())).n_queries
+    title = f"{b.label} minus {a.label}, paired on {n} queries ({n_boot} replicates)"
+    console.print(rich_table(pair_table(Pair(a, b, "compare", diffs), 0), title))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bsa.report", description=__doc__.split("\n\n")[1])
+    p.add_argument(
+        "runs", nargs="*", type=Path, help="run dirs or folders holding them (default: all under --root)"
+    )
+    p.add_argument("--out", type=Path, help=f"where to write the report (default: <root>/{REPORT_DIR})")
+    p.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help="where to look for runs (default: outputs)"
+    )
+    p.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"), help="paired test of B minus A"
+    )
+    p.add_argument(
+        "--n-boot", type=int, default=stats.DEFAULT_N_BOOT, help="bootstrap replicates (default 2000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--alpha", type=float, help="recompute every F-score with this α (default: each run's)")
+    p.add_argument("--examples", type=int, default=3, help="failure cases per run and weak spot (default 3)")
+    args = p.parse_args(argv)
+    if args.n_boot < 1:
+        p.error(f"--n-boot {args.n_boot}: must be at least 1 (default 2000)")
+    if args.alpha is not None and not 0 < args.alpha < 1:
+        p.error(f"--alpha {args.alpha}: must lie strictly between 0 and 1")
+    if args.examples < 0:
+        p.error(f"--examples {args.examples}: must be 0 or more (default 3)")
+    from rich.markup import escape
+
+    from bsa.console import console
+
+    try:
+        if args.compare:
+            return run_compare(args.compare, args.n_boot, args.seed, args.alpha)
+        runs = [load_run(path, args.alpha) for path in discover(args.runs, args.root)]
+        report = build(runs, args.n_boot, args.seed)
+        out_dir = args.out or args.root / REPORT_DIR
+        write_report(report, out_dir, args.examples)
+    except ReportError as e:
+        console.print(f"[bold red]bsa.report: {escape(str(e))}[/]")
+        return 2
+    print_report(report, out_dir)
+    return 0

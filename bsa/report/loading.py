@@ -1,0 +1,210 @@
+"""One run dir read back: metrics recomputed from its jsonl files with ``bsa.metrics.compute``, and
+notes saying what is missing, stopped or inconsistent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bsa import data, results, stats
+from bsa.config import DEFAULT_ALPHA, SCENARIOS
+from bsa.data import DatasetError, Query
+from bsa.metrics import compute
+from bsa.report.runs import ReportError, Row, Run
+from bsa.verdict import SAFETY, THINK
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _dig(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _read_rows(path: Path, notes: list[str]) -> list[Row]:
+    try:
+        return results.read_jsonl(path)
+    except (ValueError, OSError) as e:
+        notes.append(f"{path.name} unreadable ({e}); its rows are left out")
+        return []
+
+
+@lru_cache(maxsize=8)
+def _dataset(path: str, sha256: str | None, stamp: tuple[int, int]) -> tuple[Query, ...] | str:
+    """The dataset's queries, or why they cannot be used. ``stamp`` (mtime, size) keys the cache."""
+    p = Path(path)
+    if sha256 and hashlib.sha256(p.read_bytes()).hexdigest() != sha256:
+        return f"dataset file {path} changed since the run (sha256 differs)"
+    try:
+        return tuple(data.read(p))
+    except DatasetError as e:
+        return str(e)
+
+
+def _queries(info: dict[str, Any], gens: list[Row], notes: list[str]) -> tuple[dict[str, Query], bool]:
+    """Queries by id for the join: from the run's dataset file when it is there and unchanged;
+    otherwise id and scenario from the generations, without categories or texts (said in notes)."""
+    ds = info.get("dataset") or {}
+    source = ds.get("source")
+    known: dict[str, Query] = {}
+    reason = None
+    if not source:
+        reason = "run.json names no dataset file"
+    elif not Path(source).is_file():
+        reason = f"dataset file {source} not found"
+    else:
+        st = Path(source).stat()
+        got = _dataset(str(source), ds.get("sha256"), (st.st_mtime_ns, st.st_size))
+        if isinstance(got, str):
+            reason = got
+        else:
+            known = {q.id: q for q in got}
+    if reason:
+        notes.append(f"per-category results, query texts and risk summaries unavailable: {reason}")
+    for g in gens:
+        if g["id"] not in known:
+            known[g["id"]] = Query(g["id"], "", "", g["scenario"], "", ())
+    return known, reason is None
+
+
+def _decoding(cfg: dict[str, Any]) -> str:
+    """The decoding actually asked for: the sampling preset's value, else the model file's."""
+    parts = []
+    for key, short in (("temperature", "T"), ("top_p", "top_p"), ("top_k", "top_k")):
+        v = _dig(cfg, "sampling", key)
+        v = _dig(cfg, "model", key) if v is None else v
+        if v is not None:
+            parts.append(f"{short}={v}")
+    return " ".join(parts) or "server default"
+
+
+def _query_set(info: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """What defines the queries a run was asked: the file's hash and the selection from it."""
+    ds = info.get("dataset") or {}
+    sel = cfg.get("dataset") or {}
+    key: dict[str, Any] = {"sha256": ds.get("sha256") or ds.get("source"), "n": ds.get("n_queries")}
+    for name in ("scenarios", "categories", "ids", "limit", "per_scenario_limit"):
+        key[name] = sel.get(name) or None  # [] and null both mean "no filter"
+    if sel.get("limit") is not None or sel.get("per_scenario_limit") is not None:
+        key["seed"] = sel.get("seed")  # the seed only picks queries when a limit draws them
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _usage(gens: list[Row], info: dict[str, Any]) -> tuple[int | None, float | None]:
+    """The model's tokens (from its generations, cached or not) and the run's cost where priced."""
+    tokens = [
+        (g.get("usage") or {}).get("prompt_tokens", 0) + (g.get("usage") or {}).get("completion_tokens", 0)
+        for g in gens
+        if g.get("usage")
+    ]
+    cost = _dig(info, "stats", "cost_usd")
+    if not cost:
+        priced = [g["cost_usd"] for g in gens if g.get("cost_usd")]
+        cost = sum(priced) if priced else None
+    return (sum(tokens) if tokens else None), cost
+
+
+def _status_notes(info: dict[str, Any], m: dict[str, Any] | None, k: int, n: int) -> list[str]:
+    status = info.get("status", "unknown")
+    notes = []
+    if status == "running":
+        notes.append("run.json still says running: the run is in progress or was killed")
+    elif status != "complete":
+        why = info.get("stop_reason") or info.get("error") or ""
+        notes.append(f"{status}{': ' + why if why else ''}")
+    if m is None:
+        notes.append("no judged sample: nothing to score")
+    elif m["n_samples"] < n * k:
+        notes.append(f"partial: {m['n_samples']} of {n * k} samples judged")
+    return notes
+
+
+def load_run(path: Path, alpha: float | None = None) -> Run:
+    """One run dir, recomputed from its files. Never raises for a stopped, failed or torn run: what
+    is missing is said in ``notes``. Raises ReportError only for a dir that is no run at all."""
+    if not (path / "run.json").is_file():
+        raise ReportError(f"{path}: not a run dir (no run.json); give a dir written by python -m bsa")
+    notes: list[str] = []
+    info = _read_json(path / "run.json")
+    if info is None:  # written atomically, so rare; show the run with what its other files hold
+        info = {"status": "unreadable"}
+        notes.append("run.json is not valid JSON; model, dataset and status unknown")
+    cfg = _read_yaml(path / ".hydra" / "config.yaml")
+    choices = _dig(_read_yaml(path / ".hydra" / "hydra.yaml"), "hydra", "runtime", "choices") or {}
+    # Rows without the join keys (hand-edited, or from another version) are skipped, not fatal.
+    gens = [
+        g
+        for g in _read_rows(path / results.GENERATIONS, notes)
+        if g.get("id") is not None
+        and isinstance(g.get("sample_index"), int)
+        and g.get("scenario") in SCENARIOS
+    ]
+    judgments = [
+        j
+        for j in _read_rows(path / results.JUDGMENTS, notes)
+        if j.get("id") is not None
+        and isinstance(j.get("sample_index"), int)
+        and j.get("kind") in (SAFETY, THINK)
+    ]
+    queries, categories_known = _queries(info, gens, notes)
+    k = int(info.get("k") or _dig(cfg, "sampling", "k") or 1)
+    run_alpha = float(alpha or cfg.get("alpha") or DEFAULT_ALPHA)
+    samples = results.scores(list(queries.values()), gens, judgments)
+    m = compute(samples, k, run_alpha) if samples else None
+    n = int(_dig(info, "dataset", "n_queries") or len({g["id"] for g in gens}))
+    notes = _status_notes(info, m, k, n) + notes
+    if _dig(info, "dataset", "demo"):
+        notes.append("demo data, not the BSA benchmark")
+    recorded = _read_json(path / results.METRICS)
+    if m and recorded and recorded.get("alpha") == run_alpha:
+        if any(
+            not math.isclose(recorded.get(key) or 0, m[key] or 0, abs_tol=1e-6)
+            for key in ("safe_at_1", "think_at_1")
+        ):
+            notes.append("metrics.json disagrees with the jsonl files; the recomputed values are shown")
+    tokens, cost = _usage(gens, info)
+    return Run(
+        path=path,
+        model=str(info.get("model") or _dig(cfg, "model", "name") or "?"),
+        model_config=choices.get("model"),
+        mitigation=str(info.get("mitigation") or _dig(cfg, "mitigation", "name") or "?"),
+        sampling=str(info.get("sampling") or _dig(cfg, "sampling", "name") or "?"),
+        decoding=_decoding(cfg),
+        judge=str(info.get("judge") or _dig(cfg, "judge", "name") or "?"),
+        k=k,
+        alpha=run_alpha,
+        status=str(info.get("status", "unknown")),
+        query_set=_query_set(info, cfg),
+        metrics=m,
+        per_query=stats.per_query(samples, k),
+        queries=queries,
+        generations=gens,
+        judgments=judgments,
+        categories_known=categories_known,
+        tokens=tokens,
+        cost_usd=cost,
+        notes=notes,
+    )
