@@ -159,7 +159,26 @@ def _download(url: str, dest_dir: Path) -> Path:
     return dest
 
 
-def _hf_file(hf_id: str, dest_dir: Path) -> Path:
+_DATA_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
+
+
+def _split_file(files: list[Path], root: Path, hf_id: str, split: str) -> Path:
+    """The one data file of ``split`` (by file or folder name); a lone file whatever its name."""
+    named = [p for p in files if split in p.relative_to(root).as_posix().lower().replace(".", "/").split("/")]
+    named = named or [p for p in files if p.stem.lower().startswith(f"{split}-")]  # train-00000-of-00001
+    if len(named) == 1:
+        return named[0]
+    if not named and len(files) == 1:
+        return files[0]
+    listing = ", ".join(p.relative_to(root).as_posix() for p in files)
+    what = f"{len(named)} files for split {split!r}" if named else f"no file for split {split!r}"
+    raise DatasetError(
+        f"dataset.hf_id={hf_id}: {what} among {listing}; set dataset.hf_split=<split>, or download "
+        "the file and set dataset.path"
+    )
+
+
+def _hf_file(hf_id: str, split: str, dest_dir: Path) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -173,7 +192,7 @@ def _hf_file(hf_id: str, dest_dir: Path) -> Path:
                 repo_id=hf_id,
                 repo_type="dataset",
                 cache_dir=str(dest_dir),
-                allow_patterns=["*.csv", "*.jsonl", "*.parquet"],
+                allow_patterns=[f"*{s}" for s in _DATA_SUFFIXES] + [f"*{s.upper()}" for s in _DATA_SUFFIXES],
             )
         )
     except Exception as e:  # the hub client raises many types (offline, 404, auth)
@@ -181,10 +200,10 @@ def _hf_file(hf_id: str, dest_dir: Path) -> Path:
             f"dataset.hf_id={hf_id}: could not fetch from Hugging Face ({type(e).__name__}: {e}); "
             "download the file and set dataset.path"
         ) from None
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".csv", ".jsonl", ".parquet"))
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _DATA_SUFFIXES)
     if not files:
         raise DatasetError(f"dataset.hf_id={hf_id}: no CSV, JSONL or Parquet file in the dataset")
-    return files[0]
+    return _split_file(files, root, hf_id, split.lower())
 
 
 def resolve_source(cfg: DatasetConfig, cache_dir: str) -> Path:
@@ -196,7 +215,7 @@ def resolve_source(cfg: DatasetConfig, cache_dir: str) -> Path:
     if cfg.url:
         return _download(cfg.url, dest)
     if cfg.hf_id:
-        return _hf_file(cfg.hf_id, dest)
+        return _hf_file(cfg.hf_id, cfg.hf_split, dest)
     if cfg.demo:
         return DEMO_PATH
     raise DatasetError(
