@@ -280,14 +280,15 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def lookup(self, req: Request) -> Completion | None:
+    def lookup(self, req: Request, key: str | None = None) -> Completion | None:
         if self._cache is None:
             return None
-        hit = self._cache.get(req.cache_key())
+        hit = self._cache.get(key or req.cache_key())
         return Completion.from_json(hit, cached=True) if hit is not None else None
 
     async def complete(self, req: Request) -> Completion:
-        hit = self.lookup(req)
+        key = req.cache_key()
+        hit = self.lookup(req, key)
         if hit is not None:
             self.stats.cache_hits += 1
             return hit
@@ -297,7 +298,7 @@ class Client:
             raise Stopped(self.stop_reason)
         completion = await self._call_with_retries(req)
         if self._cache is not None:
-            self._cache.set(req.cache_key(), completion.to_json())
+            self._cache.set(key, completion.to_json())
         self._account(completion)
         return completion
 
