@@ -224,6 +224,14 @@ def resolve_source(cfg: DatasetConfig, cache_dir: str) -> Path:
     )
 
 
+def file_sha256(path: Path) -> str | None:
+    """The file's sha256 (recorded in run.json; the report checks the file did not change)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def read(path: Path) -> list[Query]:
     where = str(path)
     try:

@@ -193,8 +193,9 @@ async def judge_one(
     messages: list[dict[str, str]] = [{"role": "user", "content": prompt}]
     params = request_params(cfg, kind, scenario)
     labels_hint = ", ".join(labels_for(kind, scenario))
+    ep = endpoint(cfg)
     for attempt in range(cfg.max_reasks + 1):
-        req = Request(endpoint(cfg), list(messages), params, attempt, template.hash)
+        req = Request(ep, list(messages), params, attempt, template.hash)
         completion = await client.complete(req)
         text = completion.message.get("content") or ""
         row["raw"].append(text)

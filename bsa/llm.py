@@ -101,7 +101,6 @@ class Completion:
     latency_s: float
     model: str
     cost_usd: float | None = None
-    cached: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,7 +113,7 @@ class Completion:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], cached: bool) -> Completion:
+    def from_json(cls, d: dict[str, Any]) -> Completion:
         return cls(
             message=d["message"],
             finish_reason=d.get("finish_reason"),
@@ -122,7 +121,6 @@ class Completion:
             latency_s=d.get("latency_s", 0.0),
             model=d.get("model", ""),
             cost_usd=d.get("cost_usd"),
-            cached=cached,
         )
 
 
@@ -284,7 +282,7 @@ class Client:
         if self._cache is None:
             return None
         hit = self._cache.get(key or req.cache_key())
-        return Completion.from_json(hit, cached=True) if hit is not None else None
+        return Completion.from_json(hit) if hit is not None else None
 
     async def complete(self, req: Request) -> Completion:
         key = req.cache_key()

@@ -274,13 +274,6 @@ def _serve(stack: ExitStack, cfg: Config, run_dir: Path) -> tuple[ModelConfig, J
     return model, judge_cfg, notes
 
 
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
 def _write_info(path: Path, info: dict[str, Any]) -> None:
     results.atomic_write(path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
 
@@ -316,7 +309,7 @@ def run(cfg: Config, run_dir: Path) -> Results:
         "config_fingerprint": fingerprint,
         "dataset": {
             "source": str(source),
-            "sha256": _sha256(source),
+            "sha256": data.file_sha256(source),
             "n_queries": len(queries),
             "scenarios": data.summary(queries),
             "demo": cfg.dataset.demo,

@@ -56,7 +56,7 @@ def _read_rows(path: Path, notes: list[str]) -> list[Row]:
 def _dataset(path: str, sha256: str | None, stamp: tuple[int, int]) -> tuple[Query, ...] | str:
     """The dataset's queries, or why they cannot be used. ``stamp`` (mtime, size) keys the cache."""
     p = Path(path)
-    if sha256 and hashlib.sha256(p.read_bytes()).hexdigest() != sha256:
+    if sha256 and data.file_sha256(p) != sha256:
         return f"dataset file {path} changed since the run (sha256 differs)"
     try:
         return tuple(data.read(p))
