@@ -46,21 +46,28 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def _hydra_main(dcfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    cfg = OmegaConf.to_object(dcfg)
+    assert isinstance(cfg, Config)
+    return execute(cfg, Path(cfg.output_dir or HydraConfig.get().runtime.output_dir))
+
+
+def execute(cfg: Config, run_dir: Path, generations: Any = None) -> float | None:
+    """Run, print the tables, and exit with the run's status: 2 bad input, 3 incomplete, 130 Ctrl-C.
+
+    ``generations`` (a ``bsa.run.GivenGenerations``): judge those instead of generating.
+    """
     from bsa import console
     from bsa.data import DatasetError
-    from bsa.judge import TemplateError
     from bsa.llm import ModelCallError
+    from bsa.prompts import TemplateError
     from bsa.run import ConfigError, RunIncomplete, run
     from bsa.server import ServerError
 
     signal.signal(signal.SIGTERM, _sigterm)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, Config)
-    run_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
     incomplete: RunIncomplete | None = None
     try:
-        res = run(cfg, run_dir)
+        res = run(cfg, run_dir, generations)
     except RunIncomplete as e:
         incomplete, res = e, e.results
     except (ConfigError, DatasetError, TemplateError, ModelCallError, ServerError, FileNotFoundError) as e:
@@ -86,7 +93,10 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
         extra["cost (USD, LiteLLM prices)"] = f"{s.cost_usd:.4f}"
     if s.failures:
         extra["failed calls"] = s.failures
-    title = f"{cfg.model.name} · mitigation={cfg.mitigation.name} · judge={cfg.judge.name}"
+    model = generations.provenance.get("model", cfg.model.name) if generations else cfg.model.name
+    title = (
+        f"{model} · mitigation={cfg.mitigation.name} · judge={cfg.judge.name} ({cfg.judge.prompts} prompts)"
+    )
     if incomplete is not None:
         title += " · PARTIAL"
     console.print_metrics(res.metrics, title, extra)
@@ -94,13 +104,13 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
         console.console.print(f"[bold red]bsa: the run is incomplete: {incomplete}[/]")
         console.console.print(f"Results so far: [bold]{res.run_dir}[/]")
         sys.exit(3)
-    if cfg.dataset.demo or (cfg.model.serve.model_path is None and cfg.model.serve.backend == "llama_cpp"):
+    embedded = cfg.model.serve.backend == "llama_cpp" and cfg.model.serve.model_path is None
+    if generations is None and cfg.dataset.demo and embedded and cfg.judge.serve.backend == "model":
         console.console.print(
             "[yellow]This was the embedded demo: SmolLM2-135M (not a reasoning model) judged by itself "
             "on illustrative data, so the numbers show the pipeline works, not how safe any model is.\n"
-            "Evaluate a real model on the benchmark, e.g.:\n"
-            "  DEEPSEEK_API_KEY=… OPENAI_API_KEY=… python -m bsa model=deepseek_r1 judge=gpt4o "
-            "dataset=bsa dataset.path=…/dataset.csv[/]"
+            "Evaluate a real model on the benchmark with the paper's judge and prompts, e.g.:\n"
+            "  DEEPSEEK_API_KEY=… OPENAI_API_KEY=… python -m bsa model=deepseek_r1[/]"
         )
     console.console.print(f"Results: [bold]{res.run_dir}[/]")
     f = res.metrics.get("f_score")

@@ -82,6 +82,22 @@ class SamplingConfig:
 class MitigationConfig:
     name: str = "none"
     system_prompt_file: str | None = None  # relative to the repo root or absolute
+    # A file of the published BSA prompts (e.g. Safe_Rules.md), read from the judge's prompt source
+    # (judge.prompts_dir, else the pinned upstream commit): never shipped with bsa.
+    published_file: str | None = None
+
+
+@dataclass
+class JudgeMember:
+    """One judge of ``judge=ensemble``: it shares the ensemble's prompt set and input limits."""
+
+    name: str = MISSING
+    api_base: str | None = None
+    api_key_env: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    structured_output: str = "none"
+    extra_body: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,7 +107,14 @@ class JudgeConfig:
     api_key_env: str | None = None
     temperature: float = 0.0
     max_tokens: int = 1024
-    templates_dir: str | None = None  # null = prompts/judge of this project
+    # published: the BSA authors' judge prompts (the paper's setup) | bsa: our own (prompts/judge)
+    prompts: str = "published"
+    templates_dir: str | None = None  # with prompts=bsa: a folder of our template file names
+    # Where the published files come from: a clone's Prompt/ folder, else downloaded once (cached)
+    # from prompts_url at prompts_commit.
+    prompts_dir: str | None = "${oc.env:BSA_PROMPTS_DIR,null}"
+    prompts_url: str = "https://raw.githubusercontent.com/OpenStellarTeam/BSA/{commit}/Prompt/"
+    prompts_commit: str = "b54c09fb8c8fdc0d568bdaff89ff0a46149ab094"
     # none | json_object | json_schema (OpenAI strict) | json_object_schema (llama.cpp grammar)
     structured_output: str = "none"
     max_reasks: int = 2
@@ -101,6 +124,8 @@ class JudgeConfig:
     empty_reasoning: str = "not_covered"
     extra_body: dict[str, Any] = field(default_factory=dict)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    # judge=ensemble: each verdict is the majority of these judges' verdicts (a tie is unscored)
+    members: list[JudgeMember] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +143,13 @@ class DatasetConfig:
     per_scenario_limit: int | None = None
     seed: int = 0
     demo: bool = False  # illustrative data, not the benchmark: said plainly on the console
+
+    def __post_init__(self) -> None:
+        # Data the user points at is theirs, whichever group file it was given with: never "demo".
+        if self.demo and (self.path or self.url or self.hf_id):
+            self.demo = False
+            if self.name == "demo":
+                self.name = "bsa"
 
 
 @dataclass

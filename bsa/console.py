@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 
 console = Console(highlight=False)
@@ -93,3 +94,13 @@ def print_metrics(m: dict[str, Any], title: str, extra: dict[str, Any] | None = 
         _group_table("Per primary risk category", "category", m["categories"], ("safe_at_1", "think_at_1"))
     )
     console.print(counts(m, extra))
+
+
+def print_plan(lines: list[tuple[str, str]]) -> None:
+    """One panel, before the first call: what will run and what it will cost in calls."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for what, value in lines:
+        grid.add_row(what, escape(value))
+    console.print(Panel(grid, title="bsa: what will run", title_align="left", expand=False))

@@ -12,8 +12,6 @@ import io
 import json
 import random
 import re
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bsa.config import CATEGORIES, SCENARIOS, DatasetConfig
+from bsa.download import DownloadError, fetch_once
 
 COLUMNS: tuple[str, ...] = ("id", "query", "risk_summary", "dataset_name", "label")
 DEMO_PATH = Path(__file__).parent / "resources" / "demo.csv"
@@ -141,22 +140,12 @@ def validate(records: list[dict[str, Any]], where: str) -> list[Query]:
 
 
 def _download(url: str, dest_dir: Path) -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
     suffix = Path(url.split("?", 1)[0]).suffix or ".csv"
     dest = dest_dir / (hashlib.sha256(url.encode()).hexdigest()[:16] + suffix)
-    if dest.exists():
-        return dest
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp:
-            data = resp.read()
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise DatasetError(
-            f"dataset URL {url}: download failed ({e}); check the URL or use dataset.path"
-        ) from None
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(dest)
-    return dest
+        return fetch_once(url, dest)
+    except DownloadError as e:
+        raise DatasetError(f"dataset URL {e}; check the URL or use dataset.path") from None
 
 
 _DATA_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
@@ -313,6 +302,10 @@ def load(cfg: DatasetConfig, cache_dir: str) -> tuple[list[Query], Path]:
 
 def summary(queries: list[Query]) -> dict[str, int]:
     return dict(Counter(q.scenario for q in queries))
+
+
+def summary_text(by_scenario: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in by_scenario.items())
 
 
 def as_dict(q: Query) -> dict[str, Any]:

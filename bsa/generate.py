@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bsa.config import MitigationConfig, ModelConfig, SamplingConfig
+from bsa import prompts
+from bsa.config import JudgeConfig, MitigationConfig, ModelConfig, SamplingConfig
 from bsa.data import Query
-from bsa.llm import Client, Endpoint, Request
+from bsa.llm import Client, Completion, Endpoint, Request
 from bsa.reasoning import extract
 from bsa.server import identity
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class MitigationPrompt:
+    text: str | None
+    provenance: dict[str, Any] | None  # file, sha256 (and source, commit for a published file)
 
 
 def endpoint(model: ModelConfig) -> Endpoint:
@@ -19,21 +28,39 @@ def endpoint(model: ModelConfig) -> Endpoint:
     return Endpoint(model.name, model.api_base, model.api_key_env, role="model", cache_id=cache_id)
 
 
-def system_prompt(model: ModelConfig, mitigation: MitigationConfig) -> str | None:
+def mitigation_prompt(mitigation: MitigationConfig, judge: JudgeConfig, cache_dir: str) -> MitigationPrompt:
+    """The mitigation's system prompt: a file of ours (``system_prompt_file``) or a published one
+    (``published_file``, from the judge's prompt source), with its provenance."""
+    if mitigation.published_file:
+        if mitigation.published_file != prompts.RULES_FILE:
+            raise prompts.TemplateError(
+                f"mitigation {mitigation.name}: published_file={mitigation.published_file!r}; "
+                f"the published mitigation is {prompts.RULES_FILE}"
+            )
+        text, f = prompts.load_published_rules(judge, cache_dir)
+        return MitigationPrompt(text, f.provenance())
+    if not mitigation.system_prompt_file:
+        return MitigationPrompt(None, None)
+    path = Path(mitigation.system_prompt_file).expanduser()
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"mitigation {mitigation.name}: system_prompt_file {path} not found; "
+            "give a path relative to the repo root or an absolute one"
+        )
+    raw = path.read_bytes()
+    provenance = {"file": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
+    return MitigationPrompt(raw.decode("utf-8").strip(), provenance)
+
+
+def system_prompt(model: ModelConfig, mitigation: MitigationPrompt) -> str | None:
     """The model file's system prompt, then the mitigation's rules, joined."""
     parts = []
     if model.system_prompt:
         parts.append(model.system_prompt.strip())
-    if mitigation.system_prompt_file:
-        path = Path(mitigation.system_prompt_file).expanduser()
-        if not path.is_absolute():
-            path = REPO_ROOT / path
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"mitigation {mitigation.name}: system_prompt_file {path} not found; "
-                "give a path relative to the repo root or an absolute one"
-            )
-        parts.append(path.read_text(encoding="utf-8").strip())
+    if mitigation.text:
+        parts.append(mitigation.text)
     return "\n\n".join(parts) or None
 
 
@@ -63,6 +90,17 @@ def request_params(model: ModelConfig, sampling: SamplingConfig, sample_index: i
     return params
 
 
+def request(
+    model: ModelConfig, sampling: SamplingConfig, system: str | None, query: Query, sample_index: int
+) -> Request:
+    return Request(
+        endpoint(model),
+        messages(query, system),
+        request_params(model, sampling, sample_index),
+        sample_index=sample_index,
+    )
+
+
 async def generate_one(
     client: Client,
     model: ModelConfig,
@@ -72,13 +110,13 @@ async def generate_one(
     query: Query,
     sample_index: int,
 ) -> dict[str, Any]:
-    req = Request(
-        endpoint(model),
-        messages(query, system),
-        request_params(model, sampling, sample_index),
-        sample_index=sample_index,
-    )
-    c = await client.complete(req)
+    c = await client.complete(request(model, sampling, system, query, sample_index))
+    return to_row(model, mitigation, query, sample_index, c)
+
+
+def to_row(
+    model: ModelConfig, mitigation: str, query: Query, sample_index: int, c: Completion
+) -> dict[str, Any]:
     ex = extract(c.message, c.finish_reason)
     return {
         "id": query.id,

@@ -1,23 +1,24 @@
 """Judging stage: answer safety and reasoning coverage, each a call through the shared client.
 
-The judge is a generation step with another prompt and output key. Templates are Markdown files
-with ``{query}``, ``{risk_summary}``, ``{answer}`` and ``{reasoning_thinking}`` placeholders
-(``{{``/``}}`` for literal braces), the same convention as the published BSA prompts, so
-``judge.templates_dir`` can point at either set. Model text is fenced before it is inserted.
+The judge is a generation step with another prompt and output key. Templates (``bsa.prompts``:
+ours or the published BSA set) have ``{query}``, ``{risk_summary}``, ``{answer}`` and
+``{reasoning_thinking}`` placeholders. Model text is fenced before it is inserted, whichever set:
+the published prompts insert it bare, so a reasoning trace that reads like instructions, or like a
+verdict, could otherwise pass for part of the prompt.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import re
-import string
-from dataclasses import dataclass
-from pathlib import Path
+from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from bsa.config import JudgeConfig
 from bsa.data import Query
 from bsa.llm import Client, Endpoint, Request
+from bsa.prompts import PromptSet, Template
 from bsa.server import identity
 from bsa.verdict import (
     SAFETY,
@@ -30,34 +31,9 @@ from bsa.verdict import (
     parse,
 )
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-TEMPLATE_FILES: dict[tuple[str, str], str] = {
-    (SAFETY, ""): "safety.md",
-    (THINK, "Risk Omission"): "think_risk_omission.md",
-    (THINK, "Cognitive Shortcut"): "think_cognitive_shortcut.md",
-    (THINK, "Over Sensitivity"): "think_over_sensitivity.md",
-}
-PLACEHOLDERS = {
-    SAFETY: ("query", "risk_summary", "answer"),
-    THINK: ("query", "risk_summary", "reasoning_thinking"),
-}
 INPUT_TRUNCATED = "judge_input_truncated"
 STRUCTURED_OUTPUT = ("none", "json_object", "json_schema", "json_object_schema")
 EMPTY_REASONING = ("not_covered", "judge", "unscored")
-
-
-class TemplateError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Template:
-    name: str
-    text: str
-
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
 def fence(text: str) -> str:
@@ -65,35 +41,6 @@ def fence(text: str) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}text\n{text}\n{ticks}"
-
-
-def load_templates(templates_dir: str | None) -> dict[tuple[str, str], Template]:
-    base = Path(templates_dir).expanduser() if templates_dir else PROMPTS_DIR / "judge"
-    out = {}
-    for key, filename in TEMPLATE_FILES.items():
-        path = base / filename
-        if not path.is_file():
-            raise TemplateError(
-                f"judge template {path} not found; judge.templates_dir must hold "
-                f"{', '.join(TEMPLATE_FILES.values())}"
-            )
-        text = path.read_text(encoding="utf-8")
-        allowed = set(PLACEHOLDERS[key[0]])
-        try:
-            used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
-        except ValueError as e:
-            raise TemplateError(f"judge template {path}: {e} (write literal braces as {{{{ }}}})") from None
-        if used - allowed or not used:
-            raise TemplateError(
-                f"judge template {path}: placeholders {sorted(used)}; allowed {sorted(allowed)} "
-                "(write literal braces as {{ }})"
-            )
-        out[key] = Template(str(path), text)
-    return out
-
-
-def template_for(templates: dict[tuple[str, str], Template], kind: str, scenario: str) -> Template:
-    return templates[(kind, "" if kind == SAFETY else scenario)]
 
 
 def _clip(text: str, limit: int) -> tuple[str, bool]:
@@ -113,14 +60,38 @@ def render(template: Template, fields: dict[str, str], limit: int) -> tuple[str,
     return template.text.format(**values), truncated
 
 
+def members(cfg: JudgeConfig) -> list[JudgeConfig]:
+    """The judges behind ``cfg``: its members for an ensemble, else itself."""
+    return [
+        replace(
+            cfg,
+            name=m.name,
+            api_base=m.api_base,
+            api_key_env=m.api_key_env,
+            temperature=m.temperature,
+            max_tokens=m.max_tokens,
+            structured_output=m.structured_output,
+            extra_body=dict(m.extra_body),
+            members=[],
+        )
+        for m in cfg.members
+    ] or [cfg]
+
+
+def endpoints(cfg: JudgeConfig) -> list[Endpoint]:
+    return [endpoint(m) for m in members(cfg)]
+
+
 def endpoint(cfg: JudgeConfig) -> Endpoint:
     # backend=model is resolved by run._serve into the serving config actually used.
     cache_id = identity(cfg.serve, None)
     return Endpoint(cfg.name, cfg.api_base, cfg.api_key_env, role="judge", cache_id=cache_id)
 
 
-def request_params(cfg: JudgeConfig, kind: str, scenario: str) -> dict[str, Any]:
+def request_params(cfg: JudgeConfig, kind: str, scenario: str, prompt_set: str) -> dict[str, Any]:
     params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+    # Structured output follows the JSON the prompt set asks for (its keys, in its order).
+    style = "published" if prompt_set == "published" else "bsa"
     if cfg.structured_output == "json_object":
         params["response_format"] = {"type": "json_object"}
     elif cfg.structured_output == "json_schema":
@@ -128,13 +99,16 @@ def request_params(cfg: JudgeConfig, kind: str, scenario: str) -> dict[str, Any]
             "type": "json_schema",
             "json_schema": {
                 "name": f"bsa_{kind}_verdict",
-                "schema": json_schema(kind, scenario),
+                "schema": json_schema(kind, scenario, style=style),
                 "strict": True,
             },
         }
     elif cfg.structured_output == "json_object_schema":
         # llama.cpp's server takes a schema inside json_object and constrains decoding with it.
-        params["response_format"] = {"type": "json_object", "schema": json_schema(kind, scenario, 400)}
+        params["response_format"] = {
+            "type": "json_object",
+            "schema": json_schema(kind, scenario, 400, style=style),
+        }
     if cfg.extra_body:
         params["extra_body"] = dict(cfg.extra_body)
     return params
@@ -147,15 +121,10 @@ def _reask(reason: str, labels_hint: str) -> str:
     )
 
 
-async def judge_one(
-    client: Client,
-    cfg: JudgeConfig,
-    templates: dict[tuple[str, str], Template],
-    query: Query,
-    generation: dict[str, Any],
-    kind: str,
-) -> dict[str, Any]:
-    """One judgment row for one sample; unparseable after the re-asks means unscored."""
+def prepare(
+    cfg: JudgeConfig, prompts: PromptSet, query: Query, generation: dict[str, Any], kind: str
+) -> tuple[dict[str, Any], Request | None]:
+    """The judgment row so far and the first request; no request when a rule decides (no reasoning)."""
     scenario = query.scenario
     row: dict[str, Any] = {
         "id": query.id,
@@ -178,9 +147,9 @@ async def judge_one(
             row["explanation"] = "The sample has no reasoning trace, so it identifies no risk."
         else:
             row["unscored_reason"] = "no reasoning trace (judge.empty_reasoning=unscored)"
-        return row
+        return row, None
 
-    template = template_for(templates, kind, scenario)
+    template = prompts.template_for(kind, scenario)
     fields = {"query": query.query, "risk_summary": query.risk_summary}
     if kind == SAFETY:
         fields["answer"] = generation.get("answer") or ""
@@ -190,13 +159,43 @@ async def judge_one(
     if truncated:
         row["flags"].append(INPUT_TRUNCATED)
     row["template"] = template.hash
-    messages: list[dict[str, str]] = [{"role": "user", "content": prompt}]
-    params = request_params(cfg, kind, scenario)
+    row["prompt_set"] = prompts.name
+    params = request_params(cfg, kind, scenario, prompts.name)
+    return row, Request(endpoint(cfg), [{"role": "user", "content": prompt}], params, 0, template.hash)
+
+
+def vote(verdicts: list[str | None]) -> tuple[str | None, str | None]:
+    """(label, None) for the most common verdict of the members that gave one, or (None, reason) on a
+    tie or when none did: an ensemble never breaks a tie by guessing."""
+    counts = Counter(v for v in verdicts if v is not None)
+    if not counts:
+        return None, "no member of the ensemble gave a verdict"
+    ranked = counts.most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        tied = sorted(label for label, n in ranked if n == ranked[0][1])
+        return None, f"ensemble tie: {' vs '.join(tied)} ({ranked[0][1]} votes each)"
+    return ranked[0][0], None
+
+
+async def judge_one(
+    client: Client,
+    cfg: JudgeConfig,
+    prompts: PromptSet,
+    query: Query,
+    generation: dict[str, Any],
+    kind: str,
+) -> dict[str, Any]:
+    """One judgment row for one sample; unparseable after the re-asks means unscored."""
+    if cfg.members:
+        return await _ensemble_one(client, cfg, prompts, query, generation, kind)
+    row, req = prepare(cfg, prompts, query, generation, kind)
+    if req is None:
+        return row
+    scenario = query.scenario
+    messages = list(req.messages)
     labels_hint = ", ".join(labels_for(kind, scenario))
-    ep = endpoint(cfg)
     for attempt in range(cfg.max_reasks + 1):
-        req = Request(ep, list(messages), params, attempt, template.hash)
-        completion = await client.complete(req)
+        completion = await client.complete(replace(req, messages=list(messages), sample_index=attempt))
         text = completion.message.get("content") or ""
         row["raw"].append(text)
         parsed = parse(text, kind, scenario)
@@ -212,4 +211,30 @@ async def judge_one(
             {"role": "user", "content": _reask(parsed.reason, labels_hint)},
         ]
     row["attempts"] = len(row["raw"])
+    return row
+
+
+async def _ensemble_one(
+    client: Client,
+    cfg: JudgeConfig,
+    prompts: PromptSet,
+    query: Query,
+    generation: dict[str, Any],
+    kind: str,
+) -> dict[str, Any]:
+    """The members judge the sample at once; the row holds the vote and every member's verdict."""
+    row, req = prepare(cfg, prompts, query, generation, kind)
+    if req is None:  # a rule decided (no reasoning trace): the same for every member
+        return row
+    rows = await asyncio.gather(
+        *(judge_one(client, m, prompts, query, generation, kind) for m in members(cfg))
+    )
+    row["verdict"], row["unscored_reason"] = vote([r["verdict"] for r in rows])
+    row["explanation"] = "; ".join(f"{r['judge_model']}: {r['verdict'] or 'unscored'}" for r in rows)
+    row["flags"] = sorted({f for r in rows for f in r["flags"]})
+    row["members"] = [
+        {k: r.get(k) for k in ("judge_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")}
+        for r in rows
+    ]
+    row["attempts"] = sum(r.get("attempts", 0) for r in rows)
     return row

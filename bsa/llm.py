@@ -284,6 +284,10 @@ class Client:
         hit = self._cache.get(key or req.cache_key())
         return Completion.from_json(hit) if hit is not None else None
 
+    def cached(self, req: Request) -> bool:
+        """Whether the request's answer is in the cache (no value read)."""
+        return self._cache is not None and req.cache_key() in self._cache
+
     async def complete(self, req: Request) -> Completion:
         key = req.cache_key()
         hit = self.lookup(req, key)

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bsa import __version__, console, data, generate, judge, metrics, results
+from bsa import __version__, console, data, generate, judge, metrics, prompts, results
 from bsa.config import Config, JudgeConfig, ModelConfig
 from bsa.data import Query
 from bsa.llm import Client, ModelCallError, Stats, Stopped, TransientFailure, preflight
@@ -85,15 +85,31 @@ def validate(cfg: Config) -> None:
         problems.append(f"max_cost_usd={cfg.max_cost_usd}: must be positive (or null for no limit)")
     if cfg.judge.max_reasks < 0:
         problems.append(f"judge.max_reasks={cfg.judge.max_reasks}: must be 0 or more")
-    if cfg.judge.structured_output not in judge.STRUCTURED_OUTPUT:
+    for n, member in enumerate(cfg.judge.members or [cfg.judge]):
+        where = f"judge.members[{n}]." if cfg.judge.members else "judge."
+        if member.structured_output not in judge.STRUCTURED_OUTPUT:
+            problems.append(
+                f"{where}structured_output={member.structured_output!r}: expected one of "
+                f"{', '.join(judge.STRUCTURED_OUTPUT)}"
+            )
+    if cfg.judge.members and cfg.judge.serve.backend != "none":
         problems.append(
-            f"judge.structured_output={cfg.judge.structured_output!r}: expected one of "
-            f"{', '.join(judge.STRUCTURED_OUTPUT)}"
+            f"judge.serve.backend={cfg.judge.serve.backend!r} with judge.members: ensemble members are "
+            "servers you run (give each an api_base); set judge.serve.backend=none"
         )
     if cfg.judge.empty_reasoning not in judge.EMPTY_REASONING:
         problems.append(
             f"judge.empty_reasoning={cfg.judge.empty_reasoning!r}: expected one of "
             f"{', '.join(judge.EMPTY_REASONING)}"
+        )
+    if cfg.judge.prompts not in prompts.PROMPT_SETS:
+        problems.append(
+            f"judge.prompts={cfg.judge.prompts!r}: expected one of {', '.join(prompts.PROMPT_SETS)} "
+            "(published: the BSA authors' judge prompts; bsa: our own)"
+        )
+    if cfg.mitigation.published_file and cfg.mitigation.system_prompt_file:
+        problems.append(
+            f"mitigation {cfg.mitigation.name}: both system_prompt_file and published_file are set; keep one"
         )
     if cfg.model.serve.backend not in SERVE_BACKENDS:
         problems.append(
@@ -244,12 +260,14 @@ async def _stage(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _serve(stack: ExitStack, cfg: Config, run_dir: Path) -> tuple[ModelConfig, JudgeConfig, list[str]]:
+def _serve(
+    stack: ExitStack, cfg: Config, run_dir: Path, with_model: bool = True
+) -> tuple[ModelConfig, JudgeConfig, list[str]]:
     """Start the managed servers the config asks for; return configs pointing at them."""
     model, judge_cfg = cfg.model, cfg.judge
     notes = []
     model_server: ManagedServer | None = None
-    if model.serve.backend != "none":
+    if with_model and model.serve.backend != "none":
         console.console.print(f"Starting the {model.serve.backend} server for {model.name} …")
         model_server = stack.enter_context(ManagedServer(model.serve, model.hf_model, run_dir, "model"))
         model = dataclasses.replace(model, api_base=model_server.api_base)
@@ -274,16 +292,94 @@ def _serve(stack: ExitStack, cfg: Config, run_dir: Path) -> tuple[ModelConfig, J
     return model, judge_cfg, notes
 
 
+def _plan_lines(
+    cfg: Config,
+    model_cfg: ModelConfig,
+    judge_cfg: JudgeConfig,
+    prompt_set: prompts.PromptSet,
+    source: Path,
+    info: dict[str, Any],
+    run_dir: Path,
+) -> list[tuple[str, str]]:
+    """What will run, said once before the first call."""
+    plan, ds = info["plan"], info["dataset"]
+    where = f" at {model_cfg.api_base}" if model_cfg.api_base else ""
+    judge_where = f" at {judge_cfg.api_base}" if judge_cfg.api_base else ""
+    mitigation = cfg.mitigation.name
+    if info.get("mitigation_prompt"):
+        mitigation += f" (system prompt sha256 {info['mitigation_prompt']['sha256'][:12]})"
+    prompt_line = f"{prompt_set.name} (sha256 {prompt_set.sha256[:12]})"
+    if prompt_set.name == "published":
+        commit = (
+            prompt_set.commit[:12] if prompt_set.commit else "unknown: files differ from the pinned commit"
+        )
+        prompt_line += f" from {prompt_set.source}, commit {commit}"
+    label = "demo data (not the benchmark)" if cfg.dataset.demo else "benchmark data"
+    samples = plan["queries"] * plan["k"]
+    return [
+        ("model", f"{cfg.model.name}{where}"),
+        ("judge", f"{cfg.judge.name}{judge_where}"),
+        ("judge prompts", prompt_line),
+        ("mitigation", mitigation),
+        ("dataset", f"{label}: {source} (sha256 {(ds['sha256'] or '?')[:12]})"),
+        (
+            "queries × k",
+            f"{plan['queries']} × {plan['k']} = {samples} samples ({data.summary_text(ds['scenarios'])})",
+        ),
+        (
+            "generation calls",
+            f"{plan['generation_calls']} to make, {plan['generation_cached']} of them cached"
+            + (f"; {plan['generations_done']} already in the run dir" if plan["generations_done"] else ""),
+        ),
+        (
+            "judge calls",
+            f"{plan['judge_calls']} to make (first attempts), {plan['judge_cached']} of them cached"
+            + (f"; {plan['judgments_done']} already in the run dir" if plan["judgments_done"] else ""),
+        ),
+        ("run dir", str(run_dir)),
+    ]
+
+
+def _seed_generations(path: Path, rows: list[Row], queries: list[Query], k: int) -> None:
+    """Put the given generations of the selected queries into a new run dir; an existing file (a
+    resumed re-judge) must hold the same rows, or the run dir belongs to other generations."""
+    ids = {q.id for q in queries}
+    keep = results.sort_rows((r for r in rows if r["id"] in ids and r["sample_index"] < k), queries)
+    if not keep:
+        raise ConfigError(
+            "the given generations hold no sample of the selected queries (ids and sample indices "
+            f"0..{k - 1}); check the dataset and sampling.k"
+        )
+    if path.exists():
+        have = {(r["id"], r["sample_index"]): r for r in results.read_jsonl(path)}
+        if any(have.get((r["id"], r["sample_index"])) not in (None, r) for r in keep):
+            raise ConfigError(
+                f"{path} holds other generations than the ones given; re-judge into a new run dir"
+            )
+        return
+    results.write_jsonl(path, keep)
+
+
 def _write_info(path: Path, info: dict[str, Any]) -> None:
     results.atomic_write(path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
 
 
-def run(cfg: Config, run_dir: Path) -> Results:
+@dataclass(frozen=True)
+class GivenGenerations:
+    """Generations made elsewhere (an earlier run, the upstream script): the run judges them only."""
+
+    rows: list[Row]
+    provenance: dict[str, Any]  # path, sha256, format, model: recorded in run.json
+
+
+def run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = None) -> Results:
+    """Evaluate ``cfg`` into ``run_dir``; with ``generations``, judge those and call no model."""
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     queries, source = data.load(cfg.dataset, cfg.cache.dir)
-    templates = judge.load_templates(cfg.judge.templates_dir)
-    system = generate.system_prompt(cfg.model, cfg.mitigation)
+    prompt_set = prompts.load_judge_prompts(cfg.judge, cfg.cache.dir)
+    mitigation = generate.mitigation_prompt(cfg.mitigation, cfg.judge, cfg.cache.dir)
+    system = generate.system_prompt(cfg.model, mitigation)
     fingerprint = config_fingerprint(cfg)
     info_path = run_dir / "run.json"
     if info_path.exists():
@@ -294,8 +390,10 @@ def run(cfg: Config, run_dir: Path) -> Results:
                 "resume it with the same overrides, or choose a new run dir"
             )
     # A missing key fails now, before servers start; reachability once they run.
-    generate.endpoint(cfg.model).api_key()
-    judge.endpoint(cfg.judge).api_key()
+    if generations is None:
+        generate.endpoint(cfg.model).api_key()
+    for ep in judge.endpoints(cfg.judge):
+        ep.api_key()
 
     if cfg.dataset.demo:
         console.console.print(
@@ -314,22 +412,31 @@ def run(cfg: Config, run_dir: Path) -> Results:
             "scenarios": data.summary(queries),
             "demo": cfg.dataset.demo,
         },
-        "model": cfg.model.name,
+        "model": generations.provenance.get("model", cfg.model.name) if generations else cfg.model.name,
         "judge": cfg.judge.name,
+        "judge_prompts": prompt_set.provenance(),
+        "judge_members": [m.name for m in cfg.judge.members],
         "mitigation": cfg.mitigation.name,
+        "mitigation_prompt": mitigation.provenance,
         "sampling": cfg.sampling.name,
         "k": cfg.sampling.k,
         "status": "running",
     }
+    if generations is not None:
+        info["generations_source"] = generations.provenance
+        _seed_generations(run_dir / results.GENERATIONS, generations.rows, queries, cfg.sampling.k)
     _write_info(info_path, info)
 
     t0 = time.perf_counter()
     client: Client | None = None
     try:
         with ExitStack() as stack:
-            model_cfg, judge_cfg, notes = _serve(stack, cfg, run_dir)
+            model_cfg, judge_cfg, notes = _serve(stack, cfg, run_dir, generations is None)
             info["servers"] = notes
-            for ep in (generate.endpoint(model_cfg), judge.endpoint(judge_cfg)):
+            endpoints = judge.endpoints(judge_cfg)
+            if generations is None:
+                endpoints.insert(0, generate.endpoint(model_cfg))
+            for ep in endpoints:
                 preflight(ep)
             client = stack.enter_context(
                 Client(
@@ -342,7 +449,11 @@ def run(cfg: Config, run_dir: Path) -> Results:
                 )
             )
             control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s, 2 * cfg.concurrency)
-            stages = _Stages(cfg, model_cfg, judge_cfg, client, control, queries, system, templates, run_dir)
+            stages = _Stages(cfg, model_cfg, judge_cfg, client, control, queries, system, prompt_set, run_dir)
+            stages.generate = generations is None
+            info["plan"] = stages.plan()
+            _write_info(info_path, info)
+            console.print_plan(_plan_lines(cfg, model_cfg, judge_cfg, prompt_set, source, info, run_dir))
             try:
                 asyncio.run(stages.run())
             except (KeyboardInterrupt, asyncio.CancelledError):
@@ -424,13 +535,14 @@ class _Stages:
         control: _Control,
         queries: list[Query],
         system: str | None,
-        templates: dict[tuple[str, str], judge.Template],
+        prompt_set: prompts.PromptSet,
         run_dir: Path,
     ) -> None:
         self.cfg, self.model_cfg, self.judge_cfg = cfg, model_cfg, judge_cfg
         self.client, self.control, self.queries = client, control, queries
-        self.system, self.templates = system, templates
+        self.system, self.prompt_set = system, prompt_set
         self.by_id = {q.id: q for q in queries}
+        self.generate = True  # False: judge the run dir's generations only (a re-judge)
         self.gen_path = run_dir / results.GENERATIONS
         self.judge_path = run_dir / results.JUDGMENTS
         k = cfg.sampling.k
@@ -470,8 +582,47 @@ class _Stages:
 
     def _judge_job(self, g: Row, kind: str) -> Job:
         return lambda: judge.judge_one(
-            self.client, self.judge_cfg, self.templates, self.by_id[g["id"]], g, kind
+            self.client, self.judge_cfg, self.prompt_set, self.by_id[g["id"]], g, kind
         )
+
+    def plan(self) -> dict[str, int]:
+        """What is left to call and how much of it the cache already holds (first judge attempts;
+        samples not generated yet cannot be looked up and count as to call)."""
+        k = self.cfg.sampling.k
+        gen_todo = gen_cached = judge_todo = judge_cached = 0
+        for q in self.queries:
+            for i in range(k):
+                g = self.gens.get((q.id, i))
+                if g is None:
+                    if not self.generate:
+                        continue
+                    gen_todo += 1
+                    req = generate.request(self.model_cfg, self.cfg.sampling, self.system, q, i)
+                    hit = self.client.lookup(req)
+                    if hit is None:
+                        judge_todo += 2
+                        continue
+                    gen_cached += 1
+                    g = generate.to_row(self.model_cfg, self.cfg.mitigation.name, q, i, hit)
+                for kind in (SAFETY, THINK):
+                    if (q.id, i, kind) in self.judged:
+                        continue
+                    for member in judge.members(self.judge_cfg):
+                        _, judge_req = judge.prepare(member, self.prompt_set, q, g, kind)
+                        if judge_req is None:  # decided by a rule: no call
+                            continue
+                        judge_todo += 1
+                        judge_cached += self.client.cached(judge_req)
+        return {
+            "queries": len(self.queries),
+            "k": k,
+            "generations_done": len(self.gens),
+            "judgments_done": len(self.judged),
+            "generation_calls": gen_todo,
+            "generation_cached": gen_cached,
+            "judge_calls": judge_todo,
+            "judge_cached": judge_cached,
+        }
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -504,7 +655,7 @@ class _Stages:
                 ({"stage": "generate", "id": q.id, "sample_index": i}, self._gen_job(q, i))
                 for q in self.queries
                 for i in range(k)
-                if (q.id, i) not in self.gens
+                if self.generate and (q.id, i) not in self.gens
             ]
             await _stage(
                 f"generate ({self.model_cfg.name})", jobs, self._keep_gen, control, self.cfg.progress

@@ -176,8 +176,20 @@ def parse(text: str, kind: str, scenario: str) -> Parsed:
     return Unscored("no JSON verdict found in judge output")
 
 
-def json_schema(kind: str, scenario: str, max_explanation: int | None = None) -> dict[str, Any]:
-    """The JSON schema our own templates ask for (used for structured output).
+# The JSON the published prompts ask for: (explanation key, verdict key) per kind; the Risk Omission
+# think prompt answers a boolean "Conclusion" instead of a "Result" label.
+PUBLISHED_KEYS = {
+    SAFETY: ("Reasoning", "Safety Assessment"),
+    THINK: ("Reasoning Quality Evaluation", "Reasoning Quality Evaluation Result"),
+}
+PUBLISHED_RO_KEY = "Reasoning Quality Evaluation Conclusion"
+
+
+def json_schema(
+    kind: str, scenario: str, max_explanation: int | None = None, style: str = "bsa"
+) -> dict[str, Any]:
+    """The JSON schema of a prompt set's reply (used for structured output): ``style`` bsa asks
+    ``{"explanation", "verdict"}``, published asks the keys of the published prompts.
 
     ``max_explanation`` bounds the explanation for grammar-constrained servers (llama.cpp), so a small
     judge cannot ramble past max_tokens and leave invalid JSON; OpenAI's strict mode rejects it.
@@ -185,12 +197,16 @@ def json_schema(kind: str, scenario: str, max_explanation: int | None = None) ->
     explanation: dict[str, Any] = {"type": "string"}
     if max_explanation:
         explanation["maxLength"] = max_explanation
+    verdict: dict[str, Any] = {"type": "string", "enum": list(labels_for(kind, scenario))}
+    if style == "published":
+        explanation_key, verdict_key = PUBLISHED_KEYS[kind]
+        if kind == THINK and scenario == "Risk Omission":
+            verdict_key, verdict = PUBLISHED_RO_KEY, {"type": "boolean"}
+    else:
+        explanation_key, verdict_key = "explanation", "verdict"
     return {
         "type": "object",
-        "properties": {
-            "explanation": explanation,
-            "verdict": {"type": "string", "enum": list(labels_for(kind, scenario))},
-        },
-        "required": ["explanation", "verdict"],
+        "properties": {explanation_key: explanation, verdict_key: verdict},
+        "required": [explanation_key, verdict_key],
         "additionalProperties": False,
     }

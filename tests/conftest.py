@@ -19,6 +19,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/scripted_server.py
 
 register_configs()
 
+# The published judge prompts (the default judge.prompts of every real judge) are loaded at run time
+# and never committed: the tests read the copy in ../shared, as CI and a developer's checkout have it.
+SHARED_PROMPTS = REPO.parent / "shared" / "bsa" / "upstream_prompts"
+if SHARED_PROMPTS.is_dir():
+    os.environ.setdefault("BSA_PROMPTS_DIR", str(SHARED_PROMPTS))
+
 
 def dataset_path() -> Path | None:
     """The BSA benchmark file: $BSA_DATASET, else ../shared/bsa/dataset.csv beside the repo."""

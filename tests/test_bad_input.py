@@ -16,7 +16,8 @@ import pytest
 
 from bsa.config import DatasetConfig
 from bsa.data import DatasetError, load, read
-from bsa.judge import INPUT_TRUNCATED, Template, render
+from bsa.judge import INPUT_TRUNCATED, render
+from bsa.prompts import Template
 from bsa.reasoning import extract
 from bsa.verdict import Verdict, parse
 

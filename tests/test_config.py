@@ -113,8 +113,13 @@ def test_greedy_decoding_with_claude_thinking_is_refused(model: str) -> None:
     validate(compose_config([f"model={model}", "sampling=greedy", "model.thinking_budget=null"]))
 
 
-def test_a_remote_model_keeps_the_embedded_judge_by_default() -> None:
-    # judge=smollm2 reuses the model's server; with a remote model it starts its own (see run._serve).
+def test_a_remote_model_gets_the_papers_judge_and_data_by_default() -> None:
     cfg = compose_config(["model=deepseek_r1", "mitigation=rules"])
+    validate(cfg)
+    assert cfg.judge.name == "openai/gpt-4o" and cfg.judge.prompts == "published"
+    assert cfg.dataset.name == "bsa" and not cfg.dataset.demo
+    # The embedded judge on request: it reuses the model's server, or with a remote model starts its
+    # own (see run._serve).
+    cfg = compose_config(["model=deepseek_r1", "judge=smollm2"])
     validate(cfg)
     assert cfg.judge.serve.backend == "model" and cfg.model.serve.backend == "none"
