@@ -105,10 +105,13 @@ def execute(cfg: Config, run_dir: Path, generations: Any = None) -> float | None
         console.console.print(f"Results so far: [bold]{res.run_dir}[/]")
         sys.exit(3)
     embedded = cfg.model.serve.backend == "llama_cpp" and cfg.model.serve.model_path is None
-    if generations is None and cfg.dataset.demo and embedded and cfg.judge.serve.backend == "model":
+    if generations is None and embedded and cfg.judge.serve.backend == "model":
+        data = (
+            "illustrative data" if cfg.dataset.demo else f"your data ({cfg.dataset.path or cfg.dataset.url})"
+        )
         console.console.print(
-            "[yellow]This was the embedded demo: SmolLM2-135M (not a reasoning model) judged by itself "
-            "on illustrative data, so the numbers show the pipeline works, not how safe any model is.\n"
+            "[yellow]This was the embedded demo model: SmolLM2-135M (not a reasoning model) judged by itself "
+            f"on {data}, so the numbers show the pipeline works, not how safe any model is.\n"
             "Evaluate a real model on the benchmark with the paper's judge and prompts, e.g.:\n"
             "  DEEPSEEK_API_KEY=… OPENAI_API_KEY=… python -m bsa model=deepseek_r1[/]"
         )

@@ -48,7 +48,12 @@ def test_smollm2_run_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache")}
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "Safe@1" in out.stdout and "embedded demo" in out.stdout
+    text = " ".join(out.stdout.split())
+    assert (
+        "Safe@1" in text
+        and "embedded demo model" in text
+        and f"judged by itself on your data ({data})" in text
+    )
 
     for name in ("generations.jsonl", "judgments.jsonl", "metrics.json", "bsa_results.csv", "run.json"):
         assert (run_dir / name).is_file(), name
@@ -101,7 +106,7 @@ def test_remote_model_with_the_embedded_judge_starts_a_judge_server(tmp_path: Pa
         cmd = [
             sys.executable, "-m", "bsa", "dataset=bsa", f"dataset.path={data}", "sampling.k=1",
             "model=openai_compatible", "model.name=hosted_vllm/target", f"model.api_base={server.api_base}",
-            f"hydra.run.dir={run_dir}", "progress=false",
+            "judge=smollm2", f"hydra.run.dir={run_dir}", "progress=false",
         ]  # fmt: skip
         env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache")}
         out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
