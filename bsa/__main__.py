@@ -100,6 +100,8 @@ def execute(cfg: Config, run_dir: Path, generations: Any = None) -> float | None
     if incomplete is not None:
         title += " · PARTIAL"
     console.print_metrics(res.metrics, title, extra)
+    if cfg.labels:
+        _score_labels(res.run_dir, Path(cfg.labels))
     if incomplete is not None:
         console.console.print(f"[bold red]bsa: the run is incomplete: {incomplete}[/]")
         console.console.print(f"Results so far: [bold]{res.run_dir}[/]")
@@ -118,6 +120,23 @@ def execute(cfg: Config, run_dir: Path, generations: Any = None) -> float | None
     console.console.print(f"Results: [bold]{res.run_dir}[/]")
     f = res.metrics.get("f_score")
     return float(f) if f is not None else None
+
+
+def _score_labels(run_dir: Path, labels_csv: Path) -> None:
+    """labels=FILE: the judge measured on human labels, the metrics corrected, beside the run's tables."""
+    import json
+
+    from bsa import console, labels, results
+
+    try:
+        scored = labels.score(run_dir, labels_csv)
+    except (labels.LabelError, OSError) as e:
+        console.console.print(f"[bold red]bsa: labels={labels_csv}: {e}[/]")
+        return
+    labels.print_scores(scored)
+    out = run_dir / labels.SCORES_JSON
+    results.atomic_write(out, json.dumps(scored, indent=2, ensure_ascii=False) + "\n")
+    console.console.print(f"Label scores: [bold]{out}[/]")
 
 
 def main() -> None:

@@ -177,6 +177,9 @@ class Config:
     resume: str | None = None  # a run dir to continue (the same as hydra.run.dir=DIR)
     output_dir: str | None = None  # null = Hydra's run dir
     progress: bool = True
+    # Human labels (python -m bsa.labels export): the judge's measured error and corrected metrics are
+    # shown beside the run's tables and saved as label_scores.json in the run dir.
+    labels: str | None = None
 
 
 def register_configs() -> None:

@@ -12,6 +12,7 @@ from helpers import MARK, scripted_overrides, write_dataset
 from scripted_server import Reply, ScriptedServer
 from test_pipeline import QUERY_IDS, ROWS, SCRIPT
 
+from bsa import agreement
 from bsa.config import Config
 from bsa.judge import vote
 from bsa.run import ConfigError, run
@@ -78,6 +79,17 @@ def test_an_ensemble_run_votes_and_keeps_each_member(
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["judge"] == "ensemble" and len(info["judge_members"]) == 3
     assert res.metrics["unscored_safety"] == 3 and res.metrics["safe_at_1"] == pytest.approx(100)
+    # One ensemble run is enough for bsa.agreement: its members judged the same samples. j3 left every
+    # sample 1 unscored, so the units all three scored are the sample-0 ones, where all agree.
+    members = agreement.load_all([tmp_path / "run"])
+    assert [m.judge for m in members] == names
+    safety = agreement.compare(members, n_boot=50).cell("safety")
+    assert (safety.n_units, safety.n_partial, safety.raw.value) == (3, 3, 1.0)
+    assert safety.unscored == {m.name: (3 if m.judge.endswith("j3") else 0) for m in members}
+    # j1 and j2 alone: sample 1 flipped for every kind -> half the six units agree.
+    pair = agreement.compare(members[:2], n_boot=50).cell("safety")
+    assert (pair.n_units, pair.raw.value) == (6, 0.5)
+    assert agreement.main([str(tmp_path / "run"), "--n-boot", "50"]) == 0
 
 
 def test_an_ensemble_with_a_managed_server_is_refused(

@@ -25,6 +25,7 @@ from bsa import report
 from bsa.config import CATEGORIES, DEFAULT_ALPHA
 from bsa.data import parse_label
 from bsa.metrics import SampleScore, compute
+from bsa.prompts import PUBLISHED_COMMIT
 from bsa.run import RunIncomplete, run
 from bsa.stats import Skipped
 
@@ -32,6 +33,7 @@ RO, CS, OS = "Risk Omission", "Cognitive Shortcut", "Over Sensitivity"
 SCENARIO = {"r": RO, "c": CS, "o": OS}
 TARGET = {RO: "True", CS: "Fully Covered", OS: "Precise Coverage"}
 MISS = {RO: "False", CS: "Partially Covered", OS: "Not Covered"}
+PUBLISHED_PROMPTS = report.JudgePrompts("published", "ab" * 32, PUBLISHED_COMMIT, commit_recorded=True)
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'  # model text is untrusted: must come out escaped
 
 
@@ -121,7 +123,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "model=openai_compatible", "model.name=hosted_vllm/a,hosted_vllm/b",
             f"model.api_base={server.api_base}",
             "judge=openai_compatible", "judge.name=hosted_vllm/j", f"judge.api_base={server.api_base}",
-            "mitigation=none,rules", "sampling.k=2", "sampling.seed=0", "progress=false",
+            "judge.prompts=bsa", "mitigation=none,rules", "sampling.k=2", "sampling.seed=0", "progress=false",
             f"hydra.sweep.dir={sweep_dir}",
         ]  # fmt: skip
         out = subprocess.run(cmd, cwd=REPO, env=_env(tmp), capture_output=True, text=True, timeout=600)
@@ -176,7 +178,9 @@ def test_leaderboard_csv_one_row_per_run_with_intervals(made: Path) -> None:
         for name, _ in report.METRICS:
             assert row[f"{name}_lo"] - 1e-9 <= row[name] <= row[f"{name}_hi"] + 1e-9, (row["run"], name)
         assert row["Think@1_hi"] > row["Think@1_lo"]  # 12 queries that disagree: a real interval
-        assert row["status"] == "complete" and bool(row["comparable"]) and row["set"] == "A"
+        assert row["status"] == "complete" and row["group"] == 1 and row["paper"] == "not comparable"
+        assert row["comparison_group"].startswith("Group 1: 12 queries from mini.csv · judge hosted_vllm/j")
+        assert "judged by hosted_vllm/j, not GPT-4o" in row["paper_reasons"] and row["judge_prompts"] == "bsa"
         assert row["n_queries"] == 12 and row["k"] == 2 and row["mitigation"] == mitigation
         assert row["judge"] == "hosted_vllm/j" and row["tokens"] == 24 * 30  # 24 samples x 30 tokens
         assert row["unscored_safety"] == 0 and row["flagged"] == 0
@@ -204,14 +208,22 @@ def test_paired_mitigation_tests_match_the_metric_differences(sweep: Path) -> No
 
 def test_a_run_of_a_published_model_sits_beside_it_and_gets_measured_advice(sweep: Path) -> None:
     runs = [report.load_run(p) for p in report.discover([], sweep)]
+    for r in runs:  # as if judged the paper's way: GPT-4o with the published prompts at the pinned commit
+        r.judge, r.judge_prompts = "openai/gpt-4o", PUBLISHED_PROMPTS
     a_none = next(r for r in runs if r.model == "hosted_vllm/a" and r.mitigation == "none")
     a_none.model_config = "qwen3_8b"  # as if run with model=qwen3_8b
     built = report.build(runs, n_boot=200)
     assert a_none.label == "qwen3_8b · none"
+    # 12 of the 2,000 queries and k=2: beside the paper, with care, said why.
+    match = built.paper[a_none.label]
+    assert match.level == "with care" and "a subset (12 of the 2,000 queries)" in match.text
+    assert "k=2: the paper's @k columns use k=5" in match.text
     beside = report.beside_table(built)
-    assert beside is not None and [row[:2] for row in beside.rows] == [["qwen3_8b · none", "Qwen3-8B"]]
-    assert beside.rows[0][2].startswith("62.50 ±") and beside.rows[0][2].endswith(" / 97.14")
-    assert next(row for row in report.reference_table(built).rows if row[0] == "Qwen3-8B")[-1] == a_none.label
+    assert beside is not None
+    assert [row[0] for row in beside.rows] == ["qwen3_8b · none (with care)", "paper: Qwen3-8B"]
+    assert beside.rows[0][1].startswith("62.50 ±") and beside.rows[1][1] == "97.14"
+    row = next(row for row in report.reference_table(built).rows if row[0] == "Qwen3-8B")
+    assert row[-1] == "qwen3_8b · none (with care)"
     advice = built.diagnoses[a_none.label].suggestion
     assert "Measured here, mitigation=rules changed Safe@1 +37.5 [" in advice and "OS@1 -25.0" in advice
 
@@ -219,7 +231,10 @@ def test_a_run_of_a_published_model_sits_beside_it_and_gets_measured_advice(swee
 def test_report_md_has_the_tables_sections_and_plots(made: Path) -> None:
     md = (made / "report.md").read_text()
     for text in (
-        "## Leaderboard", "| run | model | mitigation |", "a · rules", "## Correlation of Think@1 and Safe@1",
+        "## Comparison groups", "## Leaderboard",
+        "### Group 1: 12 queries from mini.csv · judge hosted_vllm/j · bsa prompts (sha ",
+        "| run | status | queries | Safe@1 |", "| run | OS@1 | OS@k |", "### Run details",
+        "| run | group | model | mitigation |", "a · rules", "## Correlation of Think@1 and Safe@1",
         "Pearson r =", "### a · none → a · rules (mitigation)", "| OS@1 |", "## SSA diagnosis",
         "## The paper as reference", "α = 0.7639", "Qwen3-235B-A22B", "![Safe@1 vs Think@1](scatter.png)",
     ):  # fmt: skip
@@ -270,8 +285,8 @@ def test_html_renders_in_headless_chromium(made: Path, tmp_path: Path) -> None:
     dom = subprocess.run(
         [str(CHROMIUM), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=180
     ).stdout
-    assert '<table id="leaderboard">' in dom
-    body = dom.split('<table id="leaderboard">', 1)[1].split("</table>", 1)[0]
+    assert '<table id="leaderboard-g1">' in dom
+    body = dom.split('<table id="leaderboard-g1">', 1)[1].split("</table>", 1)[0]
     assert body.count("<tr") == 5  # the header and four runs
     assert len(re.findall(r'<img id="fig-\w+"[^>]*src="data:image/png;base64,', dom)) == 4
     shot = tmp_path / "report.png"
@@ -305,7 +320,7 @@ def test_stopped_failed_and_foreign_runs_are_shown_marked(sweep: Path, tmp_path:
                 f"cache.dir={tmp_path / 'cache'}", "progress=false", "dataset=bsa", f"dataset.path={data}",
                 "model=openai_compatible", "model.name=hosted_vllm/a", f"model.api_base={server.api_base}",
                 "judge=openai_compatible", "judge.name=hosted_vllm/j", f"judge.api_base={server.api_base}",
-                "sampling.k=2", "sampling.seed=0", "max_requests=40", "concurrency=1",
+                "judge.prompts=bsa", "sampling.k=2", "sampling.seed=0", "max_requests=40", "concurrency=1",
             ]
         )  # fmt: skip
         with pytest.raises(RunIncomplete):
@@ -329,11 +344,13 @@ def test_stopped_failed_and_foreign_runs_are_shown_marked(sweep: Path, tmp_path:
     assert 0 < lb.loc[str(stopped), "n_samples"] < 24
     assert lb.loc[str(failed), "status"] == "failed" and lb.loc[str(failed), "n_queries"] == 0
     assert pd.isna(lb.loc[str(failed), "Safe@1"]) and "boom" in lb.loc[str(failed), "notes"]
-    assert lb.loc[str(foreign), "set"] == "B" and not lb.loc[str(foreign), "comparable"]
+    assert lb.loc[str(foreign), "group"] == 2 and lb.loc[str(stopped), "group"] == 1
     assert "per-category results, query texts and risk summaries unavailable" in lb.loc[str(foreign), "notes"]
     assert lb.loc[str(foreign), "Safe@1"] == pytest.approx(expected_metrics("b", True)["safe_at_1"])
     page = (out / "report.html").read_text()
-    assert page.count('<tr class="warn">') == 3 and "different query sets" in page
+    # The stopped and the failed run, in the headline, per-scenario and details tables.
+    assert page.count('<tr class="warn">') == 6 and "fall into 2 comparison groups" in page
+    assert "Group 2: 12 queries from gone.csv" in page and "Differs from group 1 in the queries." in page
 
 
 def test_hostile_names_and_a_corrupt_run_json_neither_crash_nor_inject(
@@ -427,6 +444,12 @@ def test_reference_names_cover_the_published_rows_and_the_model_configs() -> Non
         == "R1-Distill-Qwen-7B"
     )
     assert report.reference_name(None, "deepseek/deepseek-reasoner") == "Deepseek-R1"
+    # What providers add to a name without changing the model; quantized weights stay unmatched.
+    assert report.reference_name(None, "openrouter/qwen/qwen3-8b:free") == "Qwen3-8B"
+    assert report.reference_name(None, "anthropic/claude-3-7-sonnet-20250219") == "Claude-3.7-Sonnet"
+    assert report.reference_name(None, "anthropic/claude-sonnet-4-20250514") == "Claude-4-Sonnet"
+    assert report.reference_name(None, "gemini/gemini-2.5-flash-preview-04-17") == "Gemini-2.5-Flash"
+    assert report.reference_name(None, "hosted_vllm/Qwen/Qwen3-8B-AWQ") is None
     assert report.reference_name("openai_compatible", "hosted_vllm/a") is None
 
 

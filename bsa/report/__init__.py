@@ -12,11 +12,12 @@ from bsa.report.assemble import Report, build
 from bsa.report.cases import Case, failure_cases
 from bsa.report.cli import main, run_compare, write_report
 from bsa.report.columns import METRICS
-from bsa.report.diagnosis import Diagnosis, diagnose
+from bsa.report.comparability import Group, PaperMatch, assign_groups, paper_match
+from bsa.report.diagnosis import Diagnosis, diagnose, difference_intervals
 from bsa.report.html import render_html, table_html
 from bsa.report.loading import load_run
 from bsa.report.markdown import render_markdown, table_md
-from bsa.report.pairs import Pair, compare, find_pairs
+from bsa.report.pairs import Pair, compare, find_pairs, unpaired_notes
 from bsa.report.plots import Figures, make_figures, plot_heatmap, plot_pairs, plot_scatter, plot_scenarios
 from bsa.report.reference import (
     REFERENCE_ALPHA_0_7639,
@@ -26,15 +27,18 @@ from bsa.report.reference import (
     reference_medians,
     reference_name,
 )
-from bsa.report.runs import ReportError, Run, assign_labels, assign_sets, discover, find_runs
+from bsa.report.runs import JudgePrompts, QuerySet, ReportError, Run, assign_labels, discover, find_runs
 from bsa.report.tables import (
     Table,
     beside_table,
     correlation_text,
+    details_table,
     leaderboard_frame,
     leaderboard_table,
     pair_table,
+    paper_notes,
     reference_table,
+    scenario_table,
 )
 from bsa.report.terminal import print_report
 
@@ -46,18 +50,24 @@ __all__ = [
     "Case",
     "Diagnosis",
     "Figures",
+    "Group",
+    "JudgePrompts",
     "Pair",
+    "PaperMatch",
+    "QuerySet",
     "Report",
     "ReportError",
     "Run",
     "Table",
+    "assign_groups",
     "assign_labels",
-    "assign_sets",
     "beside_table",
     "build",
     "compare",
     "correlation_text",
+    "details_table",
     "diagnose",
+    "difference_intervals",
     "discover",
     "failure_cases",
     "find_pairs",
@@ -69,6 +79,8 @@ __all__ = [
     "main",
     "make_figures",
     "pair_table",
+    "paper_match",
+    "paper_notes",
     "plot_heatmap",
     "plot_pairs",
     "plot_scatter",
@@ -80,7 +92,9 @@ __all__ = [
     "render_html",
     "render_markdown",
     "run_compare",
+    "scenario_table",
     "table_html",
     "table_md",
+    "unpaired_notes",
     "write_report",
 ]

@@ -1,10 +1,12 @@
 """``python -m bsa.report [RUN_DIRS…] [--out DIR]`` and ``python -m bsa.report --compare RUN_A RUN_B``
 
 Compares runs the way the paper does, with error bars: one leaderboard row per run, 95% bootstrap
-intervals over queries, paired tests of mitigations and decoding settings on the same queries, the
-Think@1–Safe@1 correlation, the published leaderboard beside the runs, plots, and an SSA diagnosis
-with failure cases. With no RUN_DIRS it finds every run under outputs/ (single runs and multirun
-sweeps); a RUN_DIR may also be a folder holding runs. Writes report.md, a self-contained report.html
+intervals over queries, paired tests of mitigations and decoding settings, the Think@1–Safe@1
+correlation, plots, and an SSA diagnosis with failure cases. Runs compare within comparison groups
+(same queries, same judge model, same judge prompts); the published leaderboard stands beside runs
+judged the paper's way (GPT-4o, the published prompts, the 2,000 benchmark queries). With no
+RUN_DIRS it finds every run under outputs/ (single runs and multirun sweeps); a RUN_DIR may also be
+a folder holding runs. Writes report.md, a self-contained report.html
 (plots embedded) and leaderboard.csv into outputs/report/ (or --out).
 
 Metrics are recomputed from each run's generations and judgments (so a stopped run shows what it
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from bsa import results, stats
 from bsa.report.assemble import Report, build
+from bsa.report.comparability import ASPECTS, describe_judging, key
 from bsa.report.html import render_html
 from bsa.report.loading import load_run
 from bsa.report.markdown import render_markdown
@@ -56,6 +59,13 @@ def run_compare(paths: Sequence[Path], n_boot: int, seed: int, alpha: float | No
     if a.query_set != b.query_set:
         console.print(
             "[yellow]The runs are over different query sets; comparing on the queries both judged.[/]"
+        )
+    judged = [w for w, x, y in zip(ASPECTS[1:], key(a)[1:], key(b)[1:], strict=True) if x != y]
+    if judged:
+        console.print(
+            f"[yellow]The runs differ in {escape(' and '.join(judged))} ({escape(describe_judging(a))} vs "
+            f"{escape(describe_judging(b))}): the difference mixes what the runs did with how they were "
+            "judged.[/]"
         )
     diffs = compare(a, b, n_boot, seed)
     if isinstance(diffs, stats.Skipped):

@@ -16,7 +16,7 @@ from bsa import data, results, stats
 from bsa.config import DEFAULT_ALPHA, SCENARIOS
 from bsa.data import DatasetError, Query
 from bsa.metrics import compute
-from bsa.report.runs import ReportError, Row, Run
+from bsa.report.runs import JudgePrompts, QuerySet, ReportError, Row, Run
 from bsa.verdict import SAFETY, THINK
 
 
@@ -101,7 +101,7 @@ def _decoding(cfg: dict[str, Any]) -> str:
     return " ".join(parts) or "server default"
 
 
-def _query_set(info: dict[str, Any], cfg: dict[str, Any]) -> str:
+def _query_key(info: dict[str, Any], cfg: dict[str, Any]) -> str:
     """What defines the queries a run was asked: the file's hash and the selection from it."""
     ds = info.get("dataset") or {}
     sel = cfg.get("dataset") or {}
@@ -111,6 +111,67 @@ def _query_set(info: dict[str, Any], cfg: dict[str, Any]) -> str:
     if sel.get("limit") is not None or sel.get("per_scenario_limit") is not None:
         key["seed"] = sel.get("seed")  # the seed only picks queries when a limit draws them
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _selection(sel: dict[str, Any]) -> str:
+    """The dataset filters and draws in words, for a query set's name."""
+    bits = []
+    for name in ("scenarios", "categories"):
+        if sel.get(name):
+            bits.append(f"{name} {', '.join(map(str, sel[name]))}")
+    if sel.get("ids"):
+        bits.append(f"{len(sel['ids'])} chosen ids")
+    for name in ("limit", "per_scenario_limit"):
+        if sel.get(name) is not None:
+            bits.append(f"{name}={sel[name]}")
+    if bits and (sel.get("limit") is not None or sel.get("per_scenario_limit") is not None):
+        bits.append(f"seed {sel.get('seed')}")
+    return ", ".join(bits)
+
+
+def _query_set(info: dict[str, Any], cfg: dict[str, Any]) -> QuerySet:
+    ds = info.get("dataset") or {}
+    counts = ds.get("scenarios")
+    by_scenario = (
+        tuple(sorted((str(s), int(n)) for s, n in counts.items() if isinstance(n, int)))
+        if isinstance(counts, dict)
+        else ()
+    )
+    n = ds.get("n_queries")
+    source = ds.get("source")
+    return QuerySet(
+        key=_query_key(info, cfg),
+        n_queries=n if isinstance(n, int) else None,
+        by_scenario=by_scenario,
+        file=Path(str(source)).name if source else None,
+        sha256=str(ds["sha256"]) if ds.get("sha256") else None,
+        demo=bool(ds.get("demo")),
+        selection=_selection(cfg.get("dataset") or {}),
+    )
+
+
+def _judge_prompts(info: dict[str, Any]) -> JudgePrompts:
+    """run.json's judge_prompts; a run dir from before it was recorded gets the unknown set."""
+    rec = info.get("judge_prompts")
+    if not isinstance(rec, dict):
+        return JudgePrompts(None, None, None, commit_recorded=False)
+    files = rec.get("files")
+    return JudgePrompts(
+        name=str(rec["set"]) if rec.get("set") else None,
+        sha256=str(rec["sha256"]) if rec.get("sha256") else None,
+        commit=str(rec["commit"]) if rec.get("commit") else None,
+        commit_recorded="commit" in rec,
+        files=tuple(sorted((str(k), str(v)) for k, v in files.items())) if isinstance(files, dict) else (),
+    )
+
+
+def _judge_members(info: dict[str, Any]) -> tuple[str, ...]:
+    """An ensemble judge's models: strings, or objects naming their model."""
+    members = info.get("judge_members")
+    if not isinstance(members, list):
+        return ()
+    names = [m if isinstance(m, str) else _dig(m, "model") or _dig(m, "name") for m in members]
+    return tuple(str(n) for n in names if n)
 
 
 def _usage(gens: list[Row], info: dict[str, Any]) -> tuple[int | None, float | None]:
@@ -186,6 +247,7 @@ def load_run(path: Path, alpha: float | None = None) -> Run:
         ):
             notes.append("metrics.json disagrees with the jsonl files; the recomputed values are shown")
     tokens, cost = _usage(gens, info)
+    query_set = _query_set(info, cfg)
     return Run(
         path=path,
         model=str(info.get("model") or _dig(cfg, "model", "name") or "?"),
@@ -194,10 +256,12 @@ def load_run(path: Path, alpha: float | None = None) -> Run:
         sampling=str(info.get("sampling") or _dig(cfg, "sampling", "name") or "?"),
         decoding=_decoding(cfg),
         judge=str(info.get("judge") or _dig(cfg, "judge", "name") or "?"),
+        judge_prompts=_judge_prompts(info),
         k=k,
         alpha=run_alpha,
         status=str(info.get("status", "unknown")),
-        query_set=_query_set(info, cfg),
+        query_set=query_set.key,
+        query_info=query_set,
         metrics=m,
         per_query=stats.per_query(samples, k),
         queries=queries,
@@ -207,4 +271,6 @@ def load_run(path: Path, alpha: float | None = None) -> Run:
         tokens=tokens,
         cost_usd=cost,
         notes=notes,
+        judge_members=_judge_members(info),
+        mitigation_sha256=str(_dig(info, "mitigation_prompt", "sha256") or "") or None,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,7 @@ def plot_scatter(runs: list[Run], ref: pd.DataFrame) -> bytes:
     ax.text(1.5, SAFE_ANSWERS + 1, rule, va="bottom", fontsize=7.5, color="#8a2b2b")
     ax.plot([0, 100], [0, 100], ls=":", c="grey", lw=1)
     ax.scatter(ref["Think@1"], ref["Safe@1"], c="#b8b8b8", marker="s", s=22, label="published (23 models)")
+    several_groups = len({r.group for r in runs}) > 1
     for r, color in zip(runs, _colors(len(runs)), strict=True):
         t, s = r.value("think_at_1"), r.value("safe_at_1")
         if t is None or s is None:  # every think (or safety) verdict unscored: no point to draw
@@ -80,7 +82,7 @@ def plot_scatter(runs: list[Run], ref: pd.DataFrame) -> bytes:
             ms=6,
             capsize=3,
             color=color,
-            label=_mpl(r.label + ("" if r.set_letter == "A" else f" (set {r.set_letter})")),
+            label=_mpl(r.label + (f" (group {r.group})" if several_groups else "")),
         )
         name = reference_name(r.model_config, r.model)
         if name is not None and name in set(ref["Models"]):
@@ -201,9 +203,8 @@ def plot_pairs(pairs: list[Pair], limit: int = 8) -> bytes | None:
                 top = max(pair.base.value(keys[m]) or 0, pair.other.value(keys[m]) or 0)
                 ax.text(x, min(top + 6, 108), "*", ha="center", fontsize=14)
         n = next(iter(pair.diffs.values())).n_queries
-        ax.set_title(
-            _mpl(f"{pair.base.label} vs {pair.other.label} (paired on {n} queries; * p < 0.05)"), fontsize=9
-        )
+        title = f"{pair.base.label} vs {pair.other.label} (paired on {n} queries; * p < 0.05)"
+        ax.set_title(_mpl(textwrap.fill(title, 120)), fontsize=9)  # long labels would run off the edge
         ax.set_xticks(list(xs), PAIR_METRICS, fontsize=8)
         ax.set_ylim(0, 112)
         ax.grid(axis="y", alpha=0.3)

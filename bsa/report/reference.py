@@ -40,8 +40,18 @@ REFERENCE_NAMES: dict[str, str] = {
     "r1_distill_qwen_7b": "R1-Distill-Qwen-7B",
     "r1_distill_qwen_1_5b": "R1-Distill-Qwen-1.5B",
 }
-# Model strings whose last path segment does not spell the published name.
-REFERENCE_ALIASES = {"deepseekreasoner": "Deepseek-R1"}
+# Model strings whose last path segment does not spell the published name (after _undecorated).
+REFERENCE_ALIASES = {
+    "deepseekreasoner": "Deepseek-R1",
+    "claude37sonnet": "Claude-3.7-Sonnet",
+    "claudesonnet4": "Claude-4-Sonnet",
+}
+# What providers add to a model's name without changing the model: an OpenRouter variant
+# (":free"), a dated snapshot ("-20250219"), a dated preview ("-preview-04-17"). Quantized
+# variants ("-AWQ", "-fp8") are other weights and stay unmatched.
+_DECORATION = re.compile(
+    r"(:(free|nitro|floor|online|beta|thinking)|-\d{8}|-preview(-\d{2}-\d{2})?|-latest)$"
+)
 
 
 # The three rows whose published F-score uses evaluate.py's default α; the rest use α ≈ 0.61.
@@ -53,7 +63,7 @@ REFERENCE_NOTE = (
     "α ≈ 0.61 for most rows but α = 0.7639 (evaluate.py's default) for GLM-Z1-AirX, Kimi-K1.5 and "
     "Qwen3-235B-A22B, as the 'published α' column (solved from each row) shows; the 'F-score "
     "(α={alpha:.4f})' column recomputes them with the runs' α so they compare with your runs. "
-    "The paper's judge and sampling may differ from your runs'."
+    "The paper's sampling settings may differ from your runs'."
 )
 
 
@@ -61,11 +71,18 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.casefold())
 
 
+def _undecorated(tail: str) -> str:
+    while (stripped := _DECORATION.sub("", tail)) != tail:
+        tail = stripped
+    return tail
+
+
 def reference_name(model_config: str | None, model: str) -> str | None:
-    """The published model a run matches: by model config name, else by the model string."""
+    """The published model a run matches: by model config name, else by the model string's last
+    segment, without what providers add to it (see _DECORATION)."""
     if model_config in REFERENCE_NAMES:
         return REFERENCE_NAMES[model_config]
-    tail = _norm(model.rstrip("/").rsplit("/", 1)[-1])
+    tail = _norm(_undecorated(model.rstrip("/").rsplit("/", 1)[-1].casefold()))
     if tail.startswith("deepseekr1distill"):  # deepseek-ai/DeepSeek-R1-Distill-… is published as R1-Distill-…
         tail = tail[len("deepseek") :]
     if tail in REFERENCE_ALIASES:

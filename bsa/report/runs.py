@@ -1,5 +1,5 @@
-"""A run as the report sees it, finding run dirs, and the labels and query-set letters that tell runs
-apart."""
+"""A run as the report sees it (with what decides whom it compares with: its queries, its judge and
+the judge's prompts), finding run dirs, and the labels that tell runs apart."""
 
 from __future__ import annotations
 
@@ -25,6 +25,35 @@ class ReportError(ValueError):
     """No report can be made; the message names the path and what to do."""
 
 
+@dataclass(frozen=True)
+class QuerySet:
+    """The queries a run was asked, as run.json and the Hydra config record them."""
+
+    key: str  # a hash of everything that picks the queries: equal keys, same queries
+    n_queries: int | None  # asked (run.json), not judged: a stopped run keeps its query set
+    by_scenario: tuple[tuple[str, int], ...]  # queries per scenario; () where not recorded
+    file: str | None  # the dataset file's name
+    sha256: str | None  # of the dataset file
+    demo: bool
+    selection: str  # the filters and draws applied to the file, in words; "" for none
+
+
+@dataclass(frozen=True)
+class JudgePrompts:
+    """The judge's prompt set as run.json records it; ``name`` None for a run dir from before it did."""
+
+    name: str | None  # published | bsa | custom
+    sha256: str | None  # of the four templates' text
+    commit: str | None  # the upstream commit of published files; None: not that commit's bytes
+    commit_recorded: bool  # run.json has the "commit" key (its null then means "files differ")
+    files: tuple[tuple[str, str], ...] = ()  # published file name -> sha256 of its bytes
+
+    @property
+    def key(self) -> str:
+        """What makes two runs' judge prompts the same: the templates' hash, else the set's name."""
+        return self.sha256 or (f"set:{self.name}" if self.name else "unknown")
+
+
 @dataclass
 class Run:
     path: Path
@@ -34,10 +63,12 @@ class Run:
     sampling: str
     decoding: str
     judge: str
+    judge_prompts: JudgePrompts
     k: int
     alpha: float
     status: str
     query_set: str
+    query_info: QuerySet
     metrics: dict[str, Any] | None  # bsa.metrics.compute on what the run finished; None: nothing
     per_query: stats.PerQuery
     queries: dict[str, Query]
@@ -47,9 +78,11 @@ class Run:
     tokens: int | None
     cost_usd: float | None
     notes: list[str] = field(default_factory=list)
+    judge_members: tuple[str, ...] = ()  # an ensemble judge's models, where run.json names them
+    mitigation_sha256: str | None = None  # of the mitigation's system prompt; None: none or not recorded
     label: str = ""
     ci: dict[str, stats.Interval] | stats.Skipped = field(default_factory=lambda: stats.Skipped("not run"))
-    set_letter: str = "A"
+    group: int = 0  # the comparison group's number (bsa.report.comparability), 1 for the largest
 
     @property
     def model_short(self) -> str:
@@ -72,6 +105,11 @@ class Run:
 
     def interval(self, key: str) -> stats.Interval | None:
         return None if isinstance(self.ci, stats.Skipped) else self.ci.get(key)
+
+    @property
+    def judge_id(self) -> str:
+        """The judge as the grouping sees it: an ensemble is its members, not its wrapper's name."""
+        return f"{self.judge} [{', '.join(self.judge_members)}]" if self.judge_members else self.judge
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -113,27 +151,22 @@ def discover(paths: Sequence[Path], root: Path = DEFAULT_ROOT) -> list[Path]:
 
 
 def assign_labels(runs: list[Run]) -> None:
-    """Short unique names: model and mitigation, plus whatever else varies across these runs."""
-    extra: list[Callable[[Run], str]] = [
-        lambda r: r.sampling,
-        lambda r: r.decoding,
-        lambda r: f"judge {r.judge.rsplit('/', 1)[-1]}",
-        lambda r: f"k={r.k}",
+    """Short unique names: model and mitigation, plus whatever else varies across these runs; the
+    judge and its prompts only where they tell apart runs that would share a name (a run's
+    comparison group names them anyway)."""
+    extra: list[Callable[[Run], str]] = [lambda r: r.sampling, lambda r: r.decoding, lambda r: f"k={r.k}"]
+    judging: list[Callable[[Run], str]] = [
+        lambda r: f"judge {r.judge_id.rsplit('/', 1)[-1]}",
+        lambda r: f"{r.judge_prompts.name or 'unknown'} prompts",
     ]
     varying = [f for f in extra if len({f(r) for r in runs}) > 1]
+    alike: dict[str, list[Run]] = {}
+    for r in runs:
+        alike.setdefault(" · ".join([r.model_short, r.mitigation, *(f(r) for f in varying)]), []).append(r)
     seen: Counter[str] = Counter()
-    for r in runs:
-        base = " · ".join([r.model_short, r.mitigation, *(f(r) for f in varying)])
-        seen[base] += 1
-        r.label = base if seen[base] == 1 else f"{base} #{seen[base]}"
-
-
-def assign_sets(runs: list[Run]) -> dict[str, int]:
-    """Letter the query sets, A for the one most runs share; returns runs per letter."""
-    counts = Counter(r.query_set for r in runs)
-    letters = {
-        qs: chr(ord("A") + i) if i < 26 else f"S{i + 1}" for i, (qs, _) in enumerate(counts.most_common())
-    }
-    for r in runs:
-        r.set_letter = letters[r.query_set]
-    return {letters[qs]: n for qs, n in counts.items()}
+    for base, group in alike.items():
+        telling = [f for f in judging if len({f(r) for r in group}) > 1]
+        for r in group:
+            name = " · ".join([base, *(f(r) for f in telling)])
+            seen[name] += 1
+            r.label = name if seen[name] == 1 else f"{name} #{seen[name]}"
