@@ -493,14 +493,6 @@ def compare(
     return agreement([r.ratings for r in runs], scenarios, excluded, n_boot, seed, level)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
 def load(path: Path) -> JudgedRun:
     """A run dir written by ``python -m bsa``, named by its dir and judge."""
     if not (path / results.JUDGMENTS).is_file():
@@ -511,7 +503,7 @@ def load(path: Path) -> JudgedRun:
         judgments = results.read_jsonl(path / results.JUDGMENTS)
     except (OSError, ValueError) as e:
         raise AgreementError(f"{path}: {e}") from None
-    info = _read_json(path / "run.json")
+    info = results.read_json_object(path / "run.json")
     judge = str(info["judge"]) if info.get("judge") else None
     prompt_name, sha = prompt_set(path)
     run = judged_run(path.name, generations, judgments, judge, sha, path, prompt_name)
@@ -543,7 +535,7 @@ def ensemble_members(path: Path) -> list[JudgedRun]:
 
 def prompt_set(path: Path) -> tuple[str | None, str | None]:
     """The judge prompt set's name and hash as run.json records them; (None, None) where it does not."""
-    recorded = _read_json(path / "run.json").get("judge_prompts")
+    recorded = results.read_json_object(path / "run.json").get("judge_prompts")
     if not isinstance(recorded, dict):
         return None, None
     name, sha = recorded.get("set"), recorded.get("sha256")

@@ -38,6 +38,7 @@ import numpy as np
 
 from bsa import correction
 from bsa.config import SCENARIOS
+from bsa.report.columns import fmt_interval
 from bsa.stats import DEFAULT_LEVEL, DEFAULT_N_BOOT
 from bsa.verdict import SAFETY, SAFETY_LABELS, THINK, THINK_LABELS, THINK_TARGET, Verdict, labels_for, parse
 
@@ -515,16 +516,8 @@ def score(
 # --- console ----------------------------------------------------------------------------------------
 
 
-def _ci(est: float | None, lo: float | None, hi: float | None, digits: int) -> str:
-    if est is None:
-        return "—"
-    if lo is None or hi is None:
-        return f"{est:.{digits}f}"
-    return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def _rate_cell(r: dict[str, Any]) -> str:
-    return _ci(r["estimate"], r["low"], r["high"], 3)
+    return fmt_interval(r["estimate"], r["low"], r["high"], 3)
 
 
 def _se_sp(g: dict[str, Any]) -> str:
@@ -597,8 +590,8 @@ def print_scores(result: dict[str, Any]) -> None:
                 c.add_row(
                     f"{METRIC_NAMES[kind]}@{at[-1]}",
                     s,
-                    _ci(e["raw"], e["raw_low"], e["raw_high"], 2),
-                    _ci(e["corrected"], e["low"], e["high"], 2),
+                    fmt_interval(e["raw"], e["raw_low"], e["raw_high"], 2),
+                    fmt_interval(e["corrected"], e["low"], e["high"], 2),
                     "—" if e["shift"] is None else f"{e['shift']:+.2f}",
                     _se_sp(g),
                 )

@@ -194,7 +194,7 @@ def prepare(
         merged = merge_overrides([str(o) for o in inherited], extra + overrides)
         dcfg, cfg = _compose(merged)
         rows = results.read_jsonl(gen_path)
-        info = _read_json(source / "run.json")
+        info = results.read_json_object(source / "run.json")
         provenance = {
             "format": "bsa run dir",
             "path": str(gen_path.resolve()),
@@ -234,16 +234,6 @@ def prepare(
         "notes": notes,
     }
     return Prepared(merged, dcfg, cfg, GivenGenerations(rows, provenance))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def main(argv: list[str] | None = None) -> None:

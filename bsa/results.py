@@ -85,6 +85,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file such as run.json; {} where it is missing or not an object (old or torn)."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def sort_rows(rows: Iterable[dict[str, Any]], queries: list[Query]) -> list[dict[str, Any]]:
     order = {q.id: i for i, q in enumerate(queries)}
     kinds = {SAFETY: 0, THINK: 1}

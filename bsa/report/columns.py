@@ -27,6 +27,15 @@ def fmt_num(v: float | None, digits: int = 2) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def fmt_interval(est: float | None, lo: float | None, hi: float | None, digits: int) -> str:
+    """An estimate with its interval in brackets; the estimate alone where there is no interval."""
+    if est is None:
+        return "—"
+    if lo is None or hi is None:
+        return f"{est:.{digits}f}"
+    return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def fmt_p(p: float | None) -> str:
     if p is None:
         return "—"

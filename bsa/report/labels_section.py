@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bsa.report.columns import fmt_interval
+
 if TYPE_CHECKING:
     from bsa.report.tables import Table
 
@@ -28,16 +30,8 @@ def load_scores(run_dir: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) and "judge" in obj and "corrected" in obj else None
 
 
-def _ci(est: float | None, lo: float | None, hi: float | None, digits: int) -> str:
-    if est is None:
-        return "—"
-    if lo is None or hi is None:
-        return f"{est:.{digits}f}"
-    return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def _rate(r: dict[str, Any]) -> str:
-    return _ci(r.get("estimate"), r.get("low"), r.get("high"), 3)
+    return fmt_interval(r.get("estimate"), r.get("low"), r.get("high"), 3)
 
 
 def _md(s: str) -> str:
@@ -91,8 +85,8 @@ def tables(scores: dict[str, Any], title: str) -> tuple[Table, Table, list[str]]
                     [
                         name,
                         scenario,
-                        _ci(e.get("raw"), e.get("raw_low"), e.get("raw_high"), 2),
-                        _ci(e.get("corrected"), e.get("low"), e.get("high"), 2),
+                        fmt_interval(e.get("raw"), e.get("raw_low"), e.get("raw_high"), 2),
+                        fmt_interval(e.get("corrected"), e.get("low"), e.get("high"), 2),
                         "—" if shift is None else f"{shift:+.2f}",
                     ]
                 )
