@@ -449,8 +449,10 @@ def run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = None)
                 )
             )
             control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s, 2 * cfg.concurrency)
-            stages = _Stages(cfg, model_cfg, judge_cfg, client, control, queries, system, prompt_set, run_dir)
-            stages.generate = generations is None
+            stages = _Stages(
+                cfg, model_cfg, judge_cfg, client, control, queries, system, prompt_set, run_dir,
+                generate=generations is None,
+            )  # fmt: skip
             info["plan"] = stages.plan()
             _write_info(info_path, info)
             console.print_plan(_plan_lines(cfg, model_cfg, judge_cfg, prompt_set, source, info, run_dir))
@@ -537,12 +539,13 @@ class _Stages:
         system: str | None,
         prompt_set: prompts.PromptSet,
         run_dir: Path,
+        generate: bool = True,  # False: judge the run dir's generations only (a re-judge)
     ) -> None:
         self.cfg, self.model_cfg, self.judge_cfg = cfg, model_cfg, judge_cfg
         self.client, self.control, self.queries = client, control, queries
         self.system, self.prompt_set = system, prompt_set
         self.by_id = {q.id: q for q in queries}
-        self.generate = True  # False: judge the run dir's generations only (a re-judge)
+        self.generate = generate
         self.gen_path = run_dir / results.GENERATIONS
         self.judge_path = run_dir / results.JUDGMENTS
         k = cfg.sampling.k
@@ -600,7 +603,7 @@ class _Stages:
                     req = generate.request(self.model_cfg, self.cfg.sampling, self.system, q, i)
                     hit = self.client.lookup(req)
                     if hit is None:
-                        judge_todo += 2
+                        judge_todo += 2 * len(judge.members(self.judge_cfg))
                         continue
                     gen_cached += 1
                     g = generate.to_row(self.model_cfg, self.cfg.mitigation.name, q, i, hit)
