@@ -48,13 +48,29 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
 
     cfg = OmegaConf.to_object(dcfg)
     assert isinstance(cfg, Config)
-    return execute(cfg, Path(cfg.output_dir or HydraConfig.get().runtime.output_dir))
+    hc = HydraConfig.get()
+    # Hydra's own .hydra/ writing is off (hydra.output_subdir: null): it would rewrite the files of a
+    # run dir whose resume is then refused. run() writes them once the run dir accepts this run.
+    files = hydra_files(dcfg, list(hc.overrides.task), dict(hc.runtime.choices))
+    return execute(cfg, Path(cfg.output_dir or hc.runtime.output_dir), hydra_files=files)
 
 
-def execute(cfg: Config, run_dir: Path, generations: Any = None) -> float | None:
+def hydra_files(dcfg: DictConfig, overrides: list[str], choices: dict[str, Any]) -> dict[str, str]:
+    """The run dir's .hydra/ files: the composed config, the overrides, and the group choices."""
+    return {
+        "config.yaml": OmegaConf.to_yaml(dcfg),
+        "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(overrides)),
+        "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}})),
+    }
+
+
+def execute(
+    cfg: Config, run_dir: Path, generations: Any = None, hydra_files: dict[str, str] | None = None
+) -> float | None:
     """Run, print the tables, and exit with the run's status: 2 bad input, 3 incomplete, 130 Ctrl-C.
 
     ``generations`` (a ``bsa.run.GivenGenerations``): judge those instead of generating.
+    ``hydra_files``: written into ``run_dir/.hydra/`` once the run dir accepts the run.
     """
     from bsa import console
     from bsa.data import DatasetError
@@ -65,9 +81,10 @@ def execute(cfg: Config, run_dir: Path, generations: Any = None) -> float | None
 
     signal.signal(signal.SIGTERM, _sigterm)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bsa").setLevel(logging.DEBUG if cfg.verbose else logging.NOTSET)
     incomplete: RunIncomplete | None = None
     try:
-        res = run(cfg, run_dir, generations)
+        res = run(cfg, run_dir, generations, hydra_files)
     except RunIncomplete as e:
         incomplete, res = e, e.results
     except (ConfigError, DatasetError, TemplateError, ModelCallError, ServerError, FileNotFoundError) as e:
@@ -91,6 +108,8 @@ def execute(cfg: Config, run_dir: Path, generations: Any = None) -> float | None
     }
     if s.cost_usd:
         extra["cost (USD, LiteLLM prices)"] = f"{s.cost_usd:.4f}"
+    if s.waited:
+        extra["answers another run fetched (shared cache)"] = s.waited
     if s.failures:
         extra["failed calls"] = s.failures
     model = generations.provenance.get("model", cfg.model.name) if generations else cfg.model.name
@@ -149,6 +168,8 @@ def main() -> None:
             "instead, e.g. model.api_key_env=MY_PROVIDER_KEY (or judge.api_key_env=…).\n"
         )
         sys.exit(2)
+    # Hydra owns argv and has no -v: spell it as the config key it stands for.
+    sys.argv[1:] = ["verbose=true" if a in ("-v", "--verbose") else a for a in sys.argv[1:]]
     _hydra_main()
 
 

@@ -142,6 +142,8 @@ class DatasetConfig:
     limit: int | None = None
     per_scenario_limit: int | None = None
     seed: int = 0
+    # Accept primary categories outside the nine (bring-your-own data); shown as "<name> (custom)".
+    custom_categories: bool = False
     demo: bool = False  # illustrative data, not the benchmark: said plainly on the console
 
     def __post_init__(self) -> None:
@@ -177,6 +179,7 @@ class Config:
     resume: str | None = None  # a run dir to continue (the same as hydra.run.dir=DIR)
     output_dir: str | None = None  # null = Hydra's run dir
     progress: bool = True
+    verbose: bool = False  # a log line per retry (python -m bsa -v); else one summary line per kind
     # Human labels (python -m bsa.labels export): the judge's measured error and corrected metrics are
     # shown beside the run's tables and saved as label_scores.json in the run dir.
     labels: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -16,11 +17,32 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
+def _table(title: str, **kwargs: Any) -> Table:
+    """Sized for an 80-column terminal, as the report's tables (bsa/report/terminal.py): no vertical
+    rules, so the per-scenario table fits in 80 columns; on a narrower one cells fold onto more lines
+    (Rich's default cuts them with an ellipsis)."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        **kwargs,
+    )
+
+
+def _text_column(t: Table, header: str) -> None:
+    t.add_column(header, overflow="fold")
+
+
+def _number_column(t: Table, header: str, cells: list[str]) -> None:
+    # As wide as its widest number, so that text columns give way first and a number stays whole.
+    t.add_column(header, justify="right", overflow="fold", min_width=max(map(len, cells), default=1))
+
+
 def headline(m: dict[str, Any], title: str) -> Table:
-    t = Table(title=escape(title), title_justify="left")  # model names are not markup
-    for col in ("Safe@1", "Safe@k", "Think@1", "Think@k", "F-score", "k", "queries"):
-        t.add_column(col, justify="right")
-    t.add_row(
+    t = _table(escape(title))  # model names are not markup
+    row = [
         _pct(m["safe_at_1"]),
         _pct(m["safe_at_k"]),
         _pct(m["think_at_1"]),
@@ -28,39 +50,41 @@ def headline(m: dict[str, Any], title: str) -> Table:
         _pct(m["f_score"]),
         str(m["k"]),
         str(m["n_queries"]),
-    )
+    ]
+    for n, col in enumerate(("Safe@1", "Safe@k", "Think@1", "Think@k", "F-score", "k", "queries")):
+        _number_column(t, col, [row[n]])
+    t.add_row(*row)
     t.caption = f"F-score = Think@1^α · Safe@1^(1−α), α = {m['alpha']:.4f}; rates in percent"
     return t
 
 
 def _group_table(title: str, first: str, groups: dict[str, Any], cols: tuple[str, ...]) -> Table:
-    t = Table(title=title, title_justify="left")
-    t.add_column(first)
     names = {
         "safe_at_1": "Safe@1",
         "safe_at_k": "Safe@k",
         "think_at_1": "Think@1",
         "think_at_k": "Think@k",
     }
-    for c in cols:
-        t.add_column(names[c], justify="right")
-    for c in ("queries", "unscored S/T", "flagged"):
-        t.add_column(c, justify="right")
-    for name, g in groups.items():
-        t.add_row(
+    rows = [
+        [
             name,
             *(_pct(g[c]) for c in cols),
             str(g["n_queries"]),
             f"{g['unscored_safety']}/{g['unscored_think']}",
             str(g["flagged"]),
-        )
+        ]
+        for name, g in groups.items()
+    ]
+    t = _table(title)
+    _text_column(t, first)
+    for n, header in enumerate([names[c] for c in cols] + ["queries", "unscored S/T", "flagged"], start=1):
+        _number_column(t, header, [r[n] for r in rows])
+    for r in rows:
+        t.add_row(*r)
     return t
 
 
 def counts(m: dict[str, Any], extra: dict[str, Any] | None = None) -> Table:
-    t = Table(title="Counts", title_justify="left", show_header=False)
-    t.add_column("what")
-    t.add_column("n", justify="right")
     rows: list[tuple[str, Any]] = [
         ("queries", m["n_queries"]),
         ("samples", m["n_samples"]),
@@ -72,8 +96,12 @@ def counts(m: dict[str, Any], extra: dict[str, Any] | None = None) -> Table:
     if m.get("incomplete_queries"):
         rows.append(("queries with fewer than k samples", m["incomplete_queries"]))
     rows += list((extra or {}).items())
-    for k, v in rows:
-        t.add_row(k, str(v))
+    cells = [(str(k), str(v)) for k, v in rows]
+    t = _table("Counts", show_header=False)
+    _text_column(t, "what")
+    _number_column(t, "n", [v for _, v in cells])
+    for k, v in cells:
+        t.add_row(k, v)
     return t
 
 

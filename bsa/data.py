@@ -1,7 +1,8 @@
 """Load, validate and select BSA queries (CSV, JSONL or Parquet; a path, a URL, or Hugging Face).
 
 Everything is checked before the first model call: a bad file is one error that names the file,
-the row and the column. Label parsing is pure (``parse_label``).
+the row and the column. Label parsing and checking are pure (``parse_label``, ``label_categories``);
+``queries_sha256`` identifies a query set by content.
 """
 
 from __future__ import annotations
@@ -23,11 +24,27 @@ from bsa.download import DownloadError, fetch_once
 
 COLUMNS: tuple[str, ...] = ("id", "query", "risk_summary", "dataset_name", "label")
 DEMO_PATH = Path(__file__).parent / "resources" / "demo.csv"
-_QUERY_PREFIX = re.compile(r"^\s*Query\s+[A-Z]\s*:\s*", re.IGNORECASE)
+_QUERY_PREFIX = re.compile(r"^\s*Query\s+([A-Z])\s*:\s*", re.IGNORECASE)
+CUSTOM_SUFFIX = " (custom)"
+# Other spellings of a primary category: the paper calls the ninth one "Child Pornography".
+CATEGORY_ALIASES: dict[str, str] = {"Child Pornography": "Pornography"}
+_CANONICAL = {" ".join(c.split()).casefold(): c for c in CATEGORIES} | {
+    " ".join(a.split()).casefold(): c for a, c in CATEGORY_ALIASES.items()
+}
+_CS = "Cognitive Shortcut"
+_CS_SHAPE = "two lines, 'Query A: <Category>-<Subcategory>' and 'Query B: <Category>-<Subcategory>'"
 
 
 class DatasetError(ValueError):
     """The dataset cannot be used; the message names where and how to fix it."""
+
+
+class LabelProblem(ValueError):
+    """A label that does not fit its scenario or the categories: what is wrong, and the fix."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(problem + (f"; {fix}" if fix else ""))
+        self.problem, self.fix = problem, fix
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,64 @@ def parse_label(label: str) -> tuple[str, ...]:
         line = _QUERY_PREFIX.sub("", line).strip()
         if line:
             cats.append(line.split("-", 1)[0].strip())
+    return tuple(cats)
+
+
+def canonical_category(name: str) -> str | None:
+    """One of ``CATEGORIES`` for ``name`` (case, spacing and the paper's aliases forgiven), else None."""
+    return _CANONICAL.get(" ".join(name.split()).casefold())
+
+
+def _label_parts(label: str) -> list[tuple[str | None, str]]:
+    """(Query letter or None, primary category) per non-blank label line."""
+    parts = []
+    for line in label.splitlines():
+        m = _QUERY_PREFIX.match(line)
+        rest = line[m.end() :] if m else line
+        if line.strip():
+            parts.append((m.group(1).upper() if m else None, rest.split("-", 1)[0].strip()))
+    return parts
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def label_categories(label: str, scenario: str, custom: bool = False) -> tuple[str, ...]:
+    """The label's primary categories, checked against the scenario's shape and ``CATEGORIES``.
+
+    Raises LabelProblem (the caller adds file, row and id). With ``custom``, a category outside the
+    nine is kept as "<name> (custom)", so the tables show it as such.
+    """
+    parts = _label_parts(label)
+    if not parts:
+        raise LabelProblem("empty label")
+    if scenario == _CS:
+        if [p for p, _ in parts] != ["A", "B"]:
+            raise LabelProblem(
+                f"{_CS} label without both parts: {_shorten(label)!r}", f"expected {_CS_SHAPE}"
+            )
+    elif len(parts) != 1:
+        raise LabelProblem(
+            f"{scenario} label with {len(parts)} lines: {_shorten(label)!r}",
+            f"expected one '<Category>-<Subcategory>' (two-part labels are for {_CS} rows)",
+        )
+    cats = []
+    for _, name in parts:
+        if not name:
+            raise LabelProblem(
+                f"no primary category in {_shorten(label)!r}", "expected '<Category>-<Subcategory>'"
+            )
+        known = canonical_category(name)
+        if known is None and not custom:
+            raise LabelProblem(
+                f"unknown primary category {name!r}",
+                f"expected one of {', '.join(CATEGORIES)}; to accept your own categories set "
+                "dataset.custom_categories=true (python -m bsa.score: --custom-categories)",
+            )
+        if known is None:
+            known = name if name.endswith(CUSTOM_SUFFIX) else name + CUSTOM_SUFFIX
+        cats.append(known)
     return tuple(cats)
 
 
@@ -97,8 +172,12 @@ def _format_of(name: str) -> str:
     return "csv"
 
 
-def validate(records: list[dict[str, Any]], where: str) -> list[Query]:
-    """Check columns and rows; return typed queries. Row numbers are 1-based data rows."""
+def validate(records: list[dict[str, Any]], where: str, custom_categories: bool = False) -> list[Query]:
+    """Check columns and rows; return typed queries. Row numbers are 1-based data rows.
+
+    Each label must fit its scenario (see ``label_categories``); ``custom_categories`` accepts
+    primary categories outside the nine, marked "<name> (custom)".
+    """
     if not records:
         raise DatasetError(f"{where}: the file has no rows; expected columns {', '.join(COLUMNS)}")
     missing = [c for c in COLUMNS if c not in records[0]]
@@ -132,9 +211,11 @@ def validate(records: list[dict[str, Any]], where: str) -> list[Query]:
             raise DatasetError(
                 f"{where}: row {n}, column 'dataset_name': {scenario!r} is not one of {', '.join(SCENARIOS)}"
             )
-        categories = parse_label(rec["label"])
-        if not categories:
-            raise DatasetError(f"{where}: row {n}, column 'label': empty label (id {qid})")
+        try:
+            categories = label_categories(rec["label"], scenario, custom_categories)
+        except LabelProblem as e:
+            fix = f"; {e.fix}" if e.fix else ""
+            raise DatasetError(f"{where}: row {n}, column 'label': {e.problem} (id {qid}){fix}") from None
         queries.append(Query(qid, rec["query"], rec["risk_summary"], scenario, rec["label"], categories))
     return queries
 
@@ -221,7 +302,32 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def read(path: Path) -> list[Query]:
+def _normalised(text: str) -> str:
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def queries_sha256(queries: Iterable[Query]) -> str:
+    """Identity of a query set by content: the same queries give the same hash whatever the file.
+
+    Hashes id, query, risk_summary, scenario and label of each query, sorted by id, with a leading
+    BOM dropped and CRLF/CR read as LF; so the format (CSV, JSONL, Parquet), the column and row
+    order, a BOM and line endings do not matter, and any changed text does.
+    """
+    rows = sorted(
+        [
+            _normalised(q.id),
+            _normalised(q.query),
+            _normalised(q.risk_summary),
+            q.scenario,
+            _normalised(q.label),
+        ]
+        for q in queries
+    )
+    blob = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def read(path: Path, custom_categories: bool = False) -> list[Query]:
     where = str(path)
     try:
         raw = path.read_bytes()
@@ -231,7 +337,7 @@ def read(path: Path) -> list[Query]:
         raise DatasetError(f"{where}: is a directory, not a dataset file") from None
     except OSError as e:
         raise DatasetError(f"{where}: cannot be read ({e.strerror})") from None
-    return validate(_read_records(raw, _format_of(path.name), where), where)
+    return validate(_read_records(raw, _format_of(path.name), where), where, custom_categories)
 
 
 def _stratified(queries: list[Query], limit: int, rng: random.Random) -> list[Query]:
@@ -259,16 +365,24 @@ def _check_names(given: Iterable[str], known: Iterable[str], what: str) -> None:
         )
 
 
+def _category_name(name: str, present: list[str]) -> str:
+    """A dataset.categories entry as loaded: canonical spelling, or "<name> (custom)" if present."""
+    if (known := canonical_category(name)) is not None:
+        return known
+    return name + CUSTOM_SUFFIX if name + CUSTOM_SUFFIX in present else name
+
+
 def select(queries: list[Query], cfg: DatasetConfig) -> list[Query]:
     """Filter by scenario, category and id; then per-scenario and overall limits (seeded)."""
     _check_names(cfg.scenarios, SCENARIOS, "scenarios")
     present = sorted({c for q in queries for c in q.categories} | set(CATEGORIES))
-    _check_names(cfg.categories, present, "categories")
+    wanted = [_category_name(c, present) for c in cfg.categories]
+    _check_names(wanted, present, "categories")
     out = queries
     if cfg.scenarios:
         out = [q for q in out if q.scenario in cfg.scenarios]
-    if cfg.categories:
-        out = [q for q in out if set(q.categories) & set(cfg.categories)]
+    if wanted:
+        out = [q for q in out if set(q.categories) & set(wanted)]
     if cfg.ids:
         have = {q.id for q in out}
         unknown = [i for i in cfg.ids if i not in have]
@@ -297,7 +411,7 @@ def select(queries: list[Query], cfg: DatasetConfig) -> list[Query]:
 
 def load(cfg: DatasetConfig, cache_dir: str) -> tuple[list[Query], Path]:
     path = resolve_source(cfg, cache_dir)
-    return select(read(path), cfg), path
+    return select(read(path, cfg.custom_categories), cfg), path
 
 
 def summary(queries: list[Query]) -> dict[str, int]:

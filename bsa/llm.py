@@ -4,6 +4,7 @@
   string, api_base, messages, every request parameter incl. extra body, a template hash and the
   sample index. Retries, timeouts and concurrency are not in the key. LiteLLM's own cache is not
   used (see ENGINEERING.md: its hits raise in this version, its key ignores api_base/extra_body).
+  Processes sharing a cache dir call once per key and agree on its answer (bsa/cache.py).
 - Retries: tenacity, bounded, exponential jitter, Retry-After honoured, on transient errors only
   (429, 5xx, timeouts, connection errors). LiteLLM's and the openai SDK's own retries are off.
 - LiteLLM is imported lazily: it costs seconds at import and must not fetch a cost map.
@@ -20,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bsa.cache import LEASE_S, AnswerCache, Source
+
 log = logging.getLogger("bsa.llm")
 
 _CACHE_VERSION = 1  # bump when the stored completion format changes
@@ -35,6 +38,16 @@ class TransientFailure(ModelCallError):
 
 class Stopped(Exception):
     """No new call is launched: the run is stopping (Ctrl-C, budget, failing provider)."""
+
+
+class EndpointUnreachable(ModelCallError):
+    """An endpoint that never answered refused or failed every connection (DNS, refused, TLS):
+    retrying each call 8 times over hundreds of calls cannot help. Stops the run."""
+
+
+# Failed connections to an endpoint that has never answered before it is declared down: enough to
+# ride out one flaky DNS answer, few enough to stop within the first window of calls.
+UNREACHABLE_AFTER = 5
 
 
 def import_litellm() -> Any:
@@ -129,13 +142,30 @@ class Stats:
     requests: int = 0  # network calls launched (each retry included)
     calls: int = 0  # network calls that returned a completion
     cache_hits: int = 0
+    waited: int = 0  # answers another coroutine or process was already fetching: no call made here
+    adopted: int = 0  # calls whose answer lost the race to one stored first: the stored one is used
     retries: int = 0
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
-    by_error: dict[str, int] = field(default_factory=dict)
+    by_error: dict[str, int] = field(default_factory=dict)  # retries by exception type
+    # Retries by endpoint ("judge openai/gpt-4o") and error kind ("RateLimitError", "InternalServerError:
+    # cannot resolve host"): the end-of-stage summary, in place of a log line per retry.
+    retries_by: dict[str, dict[str, int]] = field(default_factory=dict)
+    answered_by: dict[str, int] = field(default_factory=dict)  # network calls that returned, by endpoint
+    # Failed connections (DNS, refused) to an endpoint that never answered: UNREACHABLE_AFTER of them
+    # and it is declared down rather than retried call after call.
+    unreachable_by: dict[str, int] = field(default_factory=dict)
+
+    def count_retry(self, endpoint: str, error: BaseException) -> None:
+        self.retries += 1
+        name = type(error).__name__
+        self.by_error[name] = self.by_error.get(name, 0) + 1
+        kinds = self.retries_by.setdefault(endpoint, {})
+        kind = error_kind(error)
+        kinds[kind] = kinds.get(kind, 0) + 1
 
 
 def _plain(value: Any) -> Any:
@@ -184,6 +214,14 @@ def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
     )
 
 
+def _client_error(exc: BaseException) -> bool:
+    """An HTTP 4xx other than 408 (timeout), 409 (conflict) and 429 (rate limit): the key or the
+    request is wrong and a retry repeats it. LiteLLM maps some of these to its generic APIError (a 403
+    from hosted_vllm/), which is retried for the 5xx it also stands for."""
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
+
+
 def _transient_types(litellm: Any) -> tuple[type[BaseException], ...]:
     names = (
         "RateLimitError",
@@ -227,6 +265,98 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
+def connect_failure(exc: BaseException) -> str | None:
+    """What kept ``exc``'s call from reaching the server ("cannot resolve host", "connection refused",
+    "cannot connect"), or None if it got there. LiteLLM reports these as InternalServerError or
+    APIConnectionError by provider; the cause chain keeps the socket error."""
+    import socket
+
+    import httpx
+
+    found = None
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror):
+            return "cannot resolve host"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
+            found = "cannot connect"  # keep looking: a DNS or refused cause is more precise
+        e = e.__cause__ or e.__context__
+    return found
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
+
+
+def error_kind(exc: BaseException) -> str:
+    """The exception type, plus how the connection failed when it did: the unit retries are summed by."""
+    how = connect_failure(exc)
+    return f"{type(exc).__name__}: {how}" if how else type(exc).__name__
+
+
+def endpoint_label(ep: Endpoint) -> str:
+    return f"{ep.role} {ep.model}"
+
+
+def retry_summary_lines(stats: Stats, since: dict[str, dict[str, int]] | None = None) -> list[str]:
+    """One line per endpoint and error kind: the retries counted since ``since`` (a copy of an earlier
+    ``stats.retries_by``; None: all of them)."""
+    since = since or {}
+    lines = []
+    for endpoint, kinds in stats.retries_by.items():
+        for kind, n in kinds.items():
+            n -= since.get(endpoint, {}).get(kind, 0)
+            if n > 0:
+                lines.append(f"{endpoint}: {n} {'retry' if n == 1 else 'retries'} after {kind}")
+    return lines
+
+
+# Where LiteLLM sends a provider's calls when neither api_base nor get_llm_provider says, and the
+# environment variables that move it (the first set wins, as in litellm/main.py).
+_PROVIDER_BASES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "openai": ("https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    "anthropic": ("https://api.anthropic.com", ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),
+    "gemini": ("https://generativelanguage.googleapis.com", ("GEMINI_API_BASE",)),
+    "openrouter": ("https://openrouter.ai/api/v1", ("OPENROUTER_API_BASE",)),
+}
+
+
+def provider_base(ep: Endpoint, litellm: Any) -> str | None:
+    """The URL ``ep``'s calls go to: its api_base, else the provider's default; None if unknown."""
+    if ep.api_base:
+        return ep.api_base
+    try:
+        _, provider, _, base = litellm.get_llm_provider(ep.model)
+    except Exception:  # preflight reports an unroutable model string with its own message
+        return None
+    if base:
+        return str(base)
+    default, env_vars = _PROVIDER_BASES.get(provider, (None, ()))
+    return next((os.environ[v] for v in env_vars if os.environ.get(v)), default)
+
+
+def _unreachable_message(ep: Endpoint, base: str | None, how: str, cause: str) -> str:
+    where = f" at {base}" if base else ""
+    if ep.api_base and "resolve" in how:
+        fix = f"check the host name in {ep.role}.api_base={ep.api_base}, and the network and DNS"
+    elif ep.api_base:
+        fix = f"is the server running, and is {ep.role}.api_base={ep.api_base} right?"
+    else:
+        fix = (
+            "check the network and DNS (or your HTTPS proxy), or set "
+            f"{ep.role}.api_base to the URL you reach it at"
+        )
+    return f"{endpoint_label(ep)}{where}: {how} ({cause}); {fix}"
+
+
 class Client:
     def __init__(
         self,
@@ -237,13 +367,9 @@ class Client:
         max_wait_s: float = 60.0,
         max_requests: int | None = None,
         max_cost_usd: float | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
-        self._cache = None
-        if cache_dir:
-            import diskcache
-
-            # Never evict: diskcache's default (1 GiB, least-recently-stored) silently drops answers.
-            self._cache = diskcache.Cache(cache_dir, eviction_policy="none", size_limit=2**50)
+        self._cache = AnswerCache(cache_dir, lease_s) if cache_dir else None
         self._sem = asyncio.Semaphore(concurrency)
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
@@ -298,11 +424,22 @@ class Client:
             self._litellm = import_litellm()
         if self.stop_reason is not None:
             raise Stopped(self.stop_reason)
-        completion = await self._call_with_retries(req)
-        if self._cache is not None:
-            self._cache.set(key, completion.to_json())
-        self._account(completion)
-        return completion
+        if self._cache is None:
+            completion = await self._call_with_retries(req)
+            self._account(completion)
+            return completion
+
+        async def call() -> dict[str, Any]:
+            c = await self._call_with_retries(req)
+            self._account(c)  # paid for even when another process's answer is stored first
+            return c.to_json()
+
+        got = await self._cache.fetch(key, call)
+        if got.source is Source.WAITED:
+            self.stats.waited += 1
+        elif got.source is Source.ADOPTED:
+            self.stats.adopted += 1
+        return Completion.from_json(got.value)
 
     def _account(self, c: Completion) -> None:
         self.stats.calls += 1
@@ -334,22 +471,42 @@ class Client:
             ra = retry_after_s(exc) if exc else None
             return min(ra, self.max_wait_s) if ra is not None else backoff(state)
 
+        label = endpoint_label(ep)
+        api_key = ep.api_key()
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            self.stats.retries += 1
-            name = type(exc).__name__
-            self.stats.by_error[name] = self.stats.by_error.get(name, 0) + 1
-            log.warning(
-                "%s %s: %s (attempt %d/%d), retrying in %.1fs",
-                ep.role,
-                ep.model,
-                name,
+            if exc is None:
+                return
+            self.stats.count_retry(label, exc)
+            # One line per retry floods the console under any fault rate: DEBUG (verbose=true) only;
+            # the stage's progress line counts them and its end sums them per endpoint and kind.
+            log.debug(
+                "%s: %s (attempt %d/%d), retrying in %.1fs: %s",
+                label,
+                error_kind(exc),
                 state.attempt_number,
                 self.max_attempts,
                 state.next_action.sleep if state.next_action else 0.0,
+                _redact(_short(exc, 200), api_key),
             )
 
-        api_key = ep.api_key()
+        def check_reachable(exc: BaseException) -> None:
+            """Declare the endpoint down after UNREACHABLE_AFTER failed connections and no answer
+            ever: a wrong host or port fails the same way on every try of every call."""
+            how = connect_failure(exc)
+            if how is None or self.stats.answered_by.get(label):
+                return
+            n = self.stats.unreachable_by[label] = self.stats.unreachable_by.get(label, 0) + 1
+            if n >= UNREACHABLE_AFTER:
+                message = _unreachable_message(
+                    ep,
+                    provider_base(ep, litellm),
+                    f"{how} on {n} tries, never an answer",
+                    _short(_root_cause(exc), 160),
+                )
+                raise EndpointUnreachable(_redact(message, api_key)) from None
+
         kwargs: dict[str, Any] = dict(req.params)
         kwargs.update(
             model=ep.model,
@@ -369,7 +526,7 @@ class Client:
 
         # A fatal error type can also be a subclass of a transient one in some versions: fatal wins.
         def is_transient(exc: BaseException) -> bool:
-            return isinstance(exc, transient) and not isinstance(exc, fatal)
+            return isinstance(exc, transient) and not isinstance(exc, fatal) and not _client_error(exc)
 
         try:
             async for attempt in AsyncRetrying(
@@ -383,14 +540,24 @@ class Client:
                     async with self._sem:
                         self._launch(ep)
                         t0 = time.perf_counter()
-                        resp = await litellm.acompletion(**kwargs)
+                        try:
+                            resp = await litellm.acompletion(**kwargs)
+                        except transient as e:
+                            check_reachable(e)
+                            raise
                         latency = time.perf_counter() - t0
+                        self.stats.answered_by[label] = self.stats.answered_by.get(label, 0) + 1
             return _to_completion(resp, latency, litellm)
+        except EndpointUnreachable:
+            self.stats.failures += 1
+            raise
         except fatal as e:
             self.stats.failures += 1
             raise ModelCallError(_redact(self._explain(ep, e), api_key)) from None
         except transient as e:
             self.stats.failures += 1
+            if _client_error(e):
+                raise ModelCallError(_redact(self._explain(ep, e), api_key)) from None
             raise TransientFailure(
                 _redact(
                     f"{ep.role} {ep.model}: still failing after {self.max_attempts} attempts "
@@ -403,7 +570,8 @@ class Client:
     def _explain(ep: Endpoint, e: BaseException) -> str:
         name = type(e).__name__
         hint = ""
-        if name in ("AuthenticationError", "PermissionDeniedError"):
+        status = getattr(e, "status_code", None)
+        if name in ("AuthenticationError", "PermissionDeniedError") or status in (401, 403):
             hint = (
                 f"; check the key in {ep.api_key_env}"
                 if ep.api_key_env
@@ -414,12 +582,15 @@ class Client:
             hint = f"; check the model string {ep.model!r} and api_base {ep.api_base!r}"
         elif name in ("BadRequestError", "UnprocessableEntityError"):
             hint = "; the provider rejected the request (a sampling parameter it does not accept?)"
+        if isinstance(status, int) and 400 <= status < 500:
+            name += f" (HTTP {status})"  # LiteLLM's generic APIError says nothing of it
         return f"{ep.role} {ep.model}: {name}: {_short(e)}{hint}"
 
 
 def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
     """Fail in seconds, before any call: a missing key, a model string LiteLLM cannot route, an
-    api_base nobody answers on (any HTTP answer, even 401, counts as reachable)."""
+    api_base nobody answers on (any HTTP answer, even 401, counts as reachable), a hosted provider's
+    host that does not resolve or take a connection."""
     import urllib.error
     import urllib.request
 
@@ -443,6 +614,7 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
             "write provider/model, e.g. openai/gpt-4o, deepseek/deepseek-reasoner, hosted_vllm/<name>"
         ) from None
     if not ep.api_base:
+        _check_provider_host(ep, litellm, timeout_s)
         return
     url = ep.api_base.rstrip("/") + "/models"
     try:
@@ -463,9 +635,59 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def _check_provider_host(ep: Endpoint, litellm: Any, timeout_s: float) -> None:
+    """A hosted provider (no api_base): its host must resolve and take a TCP connection. Nothing is
+    sent, so no key is used and nothing is billed; without this an unresolvable host costs 8 retries
+    per call until the run's failure limit (90 s and 245 requests for deepseek_r1 offline)."""
+    import urllib.parse
+    import urllib.request
+
+    base = provider_base(ep, litellm)
+    parts = urllib.parse.urlsplit(base or "")
+    host = parts.hostname
+    if not base or not host:
+        return  # a URL LiteLLM builds per call (Vertex, Bedrock…): the first calls will tell
+    target, port = host, parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        # Calls go through the proxy, which resolves the host itself: the proxy is what must answer.
+        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        target, port = p.hostname or proxy, p.port or 80
+    why = _connect(target, port, timeout_s)
+    if why is not None:
+        how, cause = why
+        raise EndpointUnreachable(_unreachable_message(ep, base, how, cause))
+
+
+def _connect(host: str, port: int, timeout_s: float) -> tuple[str, str] | None:
+    """None when a TCP connection to host:port opens within timeout_s, else (what failed, why).
+    In a thread: name resolution has no timeout of its own and can hang on a broken resolver."""
+    import socket
+    import threading
+
+    outcome: list[tuple[str, str] | None] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                outcome.append(None)
+        except socket.gaierror as e:
+            outcome.append((f"cannot resolve host {host}", str(e)))
+        except OSError as e:
+            outcome.append((f"cannot connect to {host}:{port}", str(e) or type(e).__name__))
+
+    worker = threading.Thread(target=attempt, name="bsa-preflight", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not outcome:
+        return (f"no connection to {host}:{port}", f"no answer within {timeout_s:g} s")
+    return outcome[0]
+
+
 def _redact(text: str, secret: str | None) -> str:
     """Providers may echo the key in an error; it must never reach logs or files."""
-    return text.replace(secret, "***") if secret else text
+    # A key too short to be a real one (a placeholder like "x") would blank every such letter.
+    return text.replace(secret, "***") if secret and len(secret) >= 8 else text
 
 
 def _short(e: BaseException, limit: int = 300) -> str:

@@ -237,10 +237,9 @@ def prepare(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from omegaconf import OmegaConf
 
     from bsa import console
-    from bsa.__main__ import execute, secret_overrides
+    from bsa.__main__ import execute, hydra_files, secret_overrides
 
     p = argparse.ArgumentParser(
         prog="python -m bsa.rejudge",
@@ -267,10 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.source.is_dir() and run_dir.resolve() == args.source.resolve():
         console.console.print("[bold red]bsa.rejudge: --out must be a new run dir, not the source run[/]")
         sys.exit(2)
-    # The report and a later resume read the composed config from .hydra/, as for a run of python -m bsa.
-    hydra_dir = run_dir / ".hydra"
-    results.atomic_write(hydra_dir / "config.yaml", OmegaConf.to_yaml(prep.dcfg))
-    results.atomic_write(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(prep.overrides)))
+    # The report and a later resume read the composed config from .hydra/, as for python -m bsa.
+    files = hydra_files(prep.dcfg, prep.overrides, {})
     given = prep.given
     console.console.print(
         f"Re-judging {given.provenance['rows']} generations of {args.source} "
@@ -278,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for note in given.provenance.get("notes", []):
         console.console.print(f"[yellow]{note}[/]")
-    execute(prep.cfg, run_dir, given)
+    execute(prep.cfg, run_dir, given, files)
 
 
 if __name__ == "__main__":

@@ -67,12 +67,10 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a half-written last line (a crash mid-write) is dropped."""
-    if not path.exists():
-        return []
+def _parse_jsonl(text: str, path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """(rows, torn): a half-written last line (a crash mid-write) is dropped and reported."""
     rows = []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = text.splitlines()
     for n, line in enumerate(lines):
         if not line.strip():
             continue
@@ -80,8 +78,26 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             if n == len(lines) - 1:
-                break
+                return rows, True
             raise ValueError(f"{path}: line {n + 1} is not valid JSON") from None
+    return rows, bool(text) and not text.endswith("\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a half-written last line (a crash mid-write) is dropped."""
+    if not path.exists():
+        return []
+    return _parse_jsonl(path.read_text(encoding="utf-8", errors="replace"), path)[0]
+
+
+def repair_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The file's rows, after dropping a torn last line so appends start clean. Every whole row
+    stays: the file is rewritten only when its last line was torn."""
+    if not path.exists():
+        return []
+    rows, torn = _parse_jsonl(path.read_text(encoding="utf-8", errors="replace"), path)
+    if torn:
+        write_jsonl(path, rows)
     return rows
 
 

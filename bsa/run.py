@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bsa import __version__, console, data, generate, judge, metrics, prompts, results
+from bsa import __version__, console, data, generate, judge, metrics, prompts, provenance, results
 from bsa.config import Config, JudgeConfig, ModelConfig
 from bsa.data import Query
 from bsa.llm import Client, ModelCallError, Stats, Stopped, TransientFailure, preflight
@@ -178,7 +178,10 @@ class _Control:
         if self.client.stop_reason is None:
             self.client.stop(reason)
             self.stopped_at = time.monotonic()
-            console.console.print(f"[yellow]Stopping: {reason}. Calls in flight may finish.[/]")
+            from rich.markup import escape  # a provider's error text is not markup
+
+            end = "" if reason.endswith((".", "?", "!")) else "."
+            console.console.print(f"[yellow]Stopping: {escape(reason)}{end} Calls in flight may finish.[/]")
 
     def failed(self, key: Row, exc: ModelCallError) -> None:
         self.failures.append({**key, "error": str(exc), "type": type(exc).__name__})
@@ -197,25 +200,56 @@ async def _stage(
     control: _Control,
     show_progress: bool,
 ) -> None:
-    """Run jobs concurrently from a bounded window, routing each outcome; launch none once stopping."""
+    """Run jobs concurrently from a bounded window, routing each outcome; launch none once stopping.
+
+    The bar counts jobs done; failed jobs and retries are counted beside it, never as done. Retries
+    are summed, not logged one by one: the stage ends with one line per endpoint and error kind
+    (each retry is a DEBUG log line: verbose=true)."""
     if not jobs:
         return
+    import copy
+
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
+        ProgressColumn,
+        Task,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.table import Column
+    from rich.text import Text
+
+    from bsa.llm import retry_summary_lines
+
+    class Title(ProgressColumn):
+        # The one column that gives way on a narrow terminal, cut with an ellipsis: the counts and
+        # times beside it are what the line is for (the plan panel names the model in full).
+        def render(self, task: Task) -> Text:
+            return Text(task.description, style="bold", no_wrap=True, overflow="ellipsis")
+
+    stats = control.client.stats
+    retries_before, retries_by_before = stats.retries, copy.deepcopy(stats.retries_by)
+    failed = 0
+
+    def tally() -> str:
+        parts = [f"[red]{failed} failed[/]"] if failed else []
+        if stats.retries > retries_before:
+            parts.append(f"{stats.retries - retries_before} retries")
+        return "".join(f" · {p}" for p in parts)
+
+    def whole() -> Column:
+        return Column(no_wrap=True)
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        Title(),
         BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} done{task.fields[tally]}", table_column=whole()),
+        TimeElapsedColumn(table_column=whole()),
+        TextColumn("ETA", table_column=whole()),
+        TimeRemainingColumn(table_column=whole()),
         console=console.console,
         disable=not show_progress,
     )
@@ -231,23 +265,26 @@ async def _stage(
 
     try:
         with progress:
-            bar = progress.add_task(title, total=len(jobs))
+            bar = progress.add_task(title, total=len(jobs), tally="")
             refill()
             while pending:
                 done, _ = await asyncio.wait(pending, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
                     key = pending.pop(fut)
-                    progress.advance(bar)
                     exc = fut.exception()
                     if exc is None:
+                        progress.advance(bar)
                         control.consecutive = 0
                         sink(fut.result())
                     elif isinstance(exc, Stopped):
                         continue
                     elif isinstance(exc, ModelCallError):
+                        failed += 1
                         control.failed(key, exc)
                     else:
                         raise exc
+                # Also on a timeout with nothing done: the retry count is live, not per finished job.
+                progress.update(bar, tally=tally())
                 over_grace = (
                     control.stopped_at is not None and time.monotonic() - control.stopped_at > control.grace_s
                 )
@@ -258,6 +295,8 @@ async def _stage(
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+    for line in retry_summary_lines(stats, since=retries_by_before):
+        console.console.print(f"[yellow]{escape(line)}[/]")
 
 
 def _serve(
@@ -372,23 +411,60 @@ class GivenGenerations:
     provenance: dict[str, Any]  # path, sha256, format, model: recorded in run.json
 
 
-def run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = None) -> Results:
-    """Evaluate ``cfg`` into ``run_dir``; with ``generations``, judge those and call no model."""
+def _check_resume(run_dir: Path, ident: dict[str, str], cfg: Config, queries: list[Query]) -> None:
+    """A run dir already holding a run is continued only by a run of the same content: refused, with
+    each difference named, before anything is written into it."""
+    previous = results.read_json_object(run_dir / "run.json")
+    if not previous:
+        return
+    if "identity" in previous:
+        changed = provenance.differences(previous["identity"], ident)
+    elif previous.get("config_fingerprint") not in (None, config_fingerprint(cfg)):
+        changed = [
+            "model/sampling/mitigation/judge config (a run dir of an older bsa: its contents unrecorded)"
+        ]
+    else:  # an older run dir without its identity: at least never shrink it to a narrower selection
+        selected = {q.id for q in queries}
+        outside = {
+            (r.get("id"), r.get("sample_index"))
+            for r in results.read_jsonl(run_dir / results.GENERATIONS)
+            if r.get("id") not in selected
+            or not isinstance(r.get("sample_index"), int)
+            or r["sample_index"] >= cfg.sampling.k
+        }
+        changed = [f"selection: {len(outside)} finished samples lie outside it"] if outside else []
+    if changed:
+        raise ConfigError(
+            f"{run_dir} holds a run of other content, so its rows cannot be continued with these "
+            "settings:\n    "
+            + "\n    ".join(changed)
+            + "\n  Resume it with its own settings (its .hydra/overrides.yaml), or choose a new run dir: "
+            "finished calls are served from the cache there. Nothing in the run dir was changed."
+        )
+
+
+def run(
+    cfg: Config,
+    run_dir: Path,
+    generations: GivenGenerations | None = None,
+    hydra_files: dict[str, str] | None = None,
+) -> Results:
+    """Evaluate ``cfg`` into ``run_dir``; with ``generations``, judge those and call no model.
+
+    ``hydra_files``: the composed config's files (name -> text) for ``run_dir/.hydra/``, written once
+    the run dir is known to accept this run (a refused resume leaves the old ones).
+    """
     validate(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
     queries, source = data.load(cfg.dataset, cfg.cache.dir)
     prompt_set = prompts.load_judge_prompts(cfg.judge, cfg.cache.dir)
     mitigation = generate.mitigation_prompt(cfg.mitigation, cfg.judge, cfg.cache.dir)
     system = generate.system_prompt(cfg.model, mitigation)
-    fingerprint = config_fingerprint(cfg)
+    ident = provenance.identity(cfg, queries, prompt_set, system)
+    _check_resume(run_dir, ident, cfg, queries)
     info_path = run_dir / "run.json"
-    if info_path.exists():
-        previous = json.loads(info_path.read_text(encoding="utf-8")).get("config_fingerprint")
-        if previous and previous != fingerprint:
-            raise ConfigError(
-                f"{run_dir} holds a run with another model/sampling/mitigation/judge config; "
-                "resume it with the same overrides, or choose a new run dir"
-            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (hydra_files or {}).items():
+        results.atomic_write(run_dir / ".hydra" / name, text)
     # A missing key fails now, before servers start; reachability once they run.
     if generations is None:
         generate.endpoint(cfg.model).api_key()
@@ -404,10 +480,12 @@ def run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = None)
         "bsa_version": __version__,
         "python": platform.python_version(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config_fingerprint": fingerprint,
+        "config_fingerprint": config_fingerprint(cfg),
+        "identity": ident,
         "dataset": {
             "source": str(source),
             "sha256": data.file_sha256(source),
+            "queries_sha256": data.queries_sha256(queries),
             "n_queries": len(queries),
             "scenarios": data.summary(queries),
             "demo": cfg.dataset.demo,
@@ -516,7 +594,9 @@ def _incomplete_message(res: Results) -> str:
         for f in res.failures:
             by_type[f["type"]] = by_type.get(f["type"], 0) + 1
         kinds = ", ".join(f"{n} {t}" for t, n in sorted(by_type.items()))
-        parts.append(f"{len(res.failures)} calls failed ({kinds}); first: {res.failures[0]['error']}")
+        first = res.failures[0]["error"]
+        said = bool(res.stop_reason) and first in res.stop_reason  # the stop reason quotes it already
+        parts.append(f"{len(res.failures)} calls failed ({kinds})" + ("" if said else f"; first: {first}"))
     parts.append(
         f"{m['missing_samples']} samples not generated, {m['unjudged_samples']} not judged; "
         "metrics.json is marked partial. Run the same command again in the same run dir "
@@ -549,19 +629,18 @@ class _Stages:
         self.gen_path = run_dir / results.GENERATIONS
         self.judge_path = run_dir / results.JUDGMENTS
         k = cfg.sampling.k
+        # Rows are never removed from the files (a resume of other content is refused before this);
+        # those outside this selection, if a hand edit left any, are only left out of this run.
         self.gens: dict[tuple[str, int], Row] = {
             (r["id"], r["sample_index"]): r
-            for r in results.read_jsonl(self.gen_path)
+            for r in results.repair_jsonl(self.gen_path)
             if r["id"] in self.by_id and r["sample_index"] < k
         }
         self.judged: dict[tuple[str, int, str], Row] = {
             (r["id"], r["sample_index"], r["kind"]): r
-            for r in results.read_jsonl(self.judge_path)
+            for r in results.repair_jsonl(self.judge_path)
             if (r["id"], r["sample_index"]) in self.gens
         }
-        # Rewrite without a torn last line (a crash mid-write) before appending.
-        results.write_jsonl(self.gen_path, self.gens.values())
-        results.write_jsonl(self.judge_path, self.judged.values())
         self._gen_out = results.JsonlAppender(self.gen_path)
         self._judge_out = results.JsonlAppender(self.judge_path)
 

@@ -13,7 +13,22 @@ from typing import Any
 import pytest
 
 from bsa.config import CATEGORIES, SCENARIOS, DatasetConfig
-from bsa.data import COLUMNS, DEMO_PATH, DatasetError, Query, load, parse_label, read, select, validate
+from bsa.data import (
+    COLUMNS,
+    CUSTOM_SUFFIX,
+    DEMO_PATH,
+    DatasetError,
+    LabelProblem,
+    Query,
+    as_dict,
+    label_categories,
+    load,
+    parse_label,
+    queries_sha256,
+    read,
+    select,
+    validate,
+)
 
 RO, CS, OS = SCENARIOS
 PREFIX = {RO: "ro", CS: "cs", OS: "os"}
@@ -389,3 +404,177 @@ def test_real_dataset_shape() -> None:
     assert all(len(q.categories) == 1 for q in qs if q.scenario != CS)
     unknown = {c for q in qs for c in q.categories} - set(CATEGORIES)
     assert not unknown, f"categories outside config.CATEGORIES: {sorted(unknown)}"
+    # The real rows pass the strict checks as they are: no alias, no custom category needed.
+    assert not any(c.endswith(CUSTOM_SUFFIX) for q in qs for c in q.categories)
+    assert {c for q in qs for c in q.categories} == set(CATEGORIES)
+
+
+def test_real_dataset_hash_is_the_same_in_every_format(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    src = benchmark_path()
+    qs = read(src)
+    recs = [as_dict(q) for q in qs]
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "d.parquet")
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(b"\xef\xbb\xbf" + src.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    digest = queries_sha256(qs)
+    assert queries_sha256(read(write_jsonl(tmp_path / "d.jsonl", recs))) == digest
+    assert queries_sha256(read(tmp_path / "d.parquet")) == digest
+    assert queries_sha256(read(crlf)) == digest
+    assert queries_sha256(qs[1:]) != digest
+
+
+# --- label checks: categories and the scenario's shape ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "scenario", "expected"),
+    [
+        ("Rumors-X", RO, ("Rumors",)),
+        ("  rumors  -X", OS, ("Rumors",)),  # case and spacing forgiven, canonical name kept
+        ("Child Pornography-Minors", OS, ("Pornography",)),  # the paper's name for the ninth
+        ("invasion of  privacy and confidentiality-X", RO, ("Invasion of Privacy and Confidentiality",)),
+        ("Query A: Rumors-X\nQuery B: Pornography-Y", CS, ("Rumors", "Pornography")),
+        ("query a:Rumors-X\r\n\r\nQUERY B :  Rumors-Y\r\n", CS, ("Rumors", "Rumors")),
+    ],
+)
+def test_label_categories_accepts(label: str, scenario: str, expected: tuple[str, ...]) -> None:
+    assert label_categories(label, scenario) == expected
+
+
+CS_FIX = "expected two lines, 'Query A: <Category>-<Subcategory>' and 'Query B: <Category>-<Subcategory>'"
+NO_BOTH = "Cognitive Shortcut label without both parts"
+ONE_ONLY = "expected one '<Category>-<Subcategory>' (two-part labels are for Cognitive Shortcut rows)"
+UNKNOWN = "unknown primary category"
+
+
+@pytest.mark.parametrize(
+    ("label", "scenario", "message"),
+    [
+        ("", RO, "empty label"),
+        ("Query A: Rumors-X", CS, f"{NO_BOTH}: 'Query A: Rumors-X'; {CS_FIX}"),
+        ("Rumors-X\nPornography-Y", CS, f"{NO_BOTH}: 'Rumors-X\\nPornography-Y'; {CS_FIX}"),
+        ("Query B: Rumors-X\nQuery A: Rumors-Y", CS, NO_BOTH),
+        ("Query A: R-X\nQuery B: R-Y\nQuery C: R-Z", CS, NO_BOTH),
+        ("Query A: Rumors-X\nQuery B: -Y", CS, "no primary category in 'Query A: Rumors-X\\nQuery B: -Y'"),
+        ("Rumors-X\nRumors-Y", OS, f"Over Sensitivity label with 2 lines: 'Rumors-X\\nRumors-Y'; {ONE_ONLY}"),
+        ("Rumours-X", RO, f"{UNKNOWN} 'Rumours'; expected one of Offense and Prejudice,"),
+        ("Query A: Rumors-X\nQuery B: Scams-Y", CS, f"{UNKNOWN} 'Scams'; expected one of"),
+    ],
+)
+def test_label_categories_refuses(label: str, scenario: str, message: str) -> None:
+    with pytest.raises(LabelProblem) as info:
+        label_categories(label, scenario)
+    assert str(info.value).startswith(message)
+
+
+def test_a_long_label_is_shortened_in_the_message() -> None:
+    with pytest.raises(LabelProblem) as info:
+        label_categories("Rumors-" + "x" * 500 + "\nRumors-Y", RO)
+    assert len(info.value.problem) < 200 and "…'" in info.value.problem
+
+
+def test_unknown_category_error_names_file_row_id_the_nine_and_the_fix(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", [record("a"), record("b", label="Scams-Phishing")])
+    assert read_error(path) == (
+        f"{path}: row 2, column 'label': unknown primary category 'Scams' (id b); expected one of "
+        f"{', '.join(CATEGORIES)}; to accept your own categories set dataset.custom_categories=true "
+        "(python -m bsa.score: --custom-categories)"
+    )
+
+
+def test_cs_row_without_query_b_names_file_row_and_id(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", [record("a"), record("b", CS, "Query A: Rumors-X")])
+    assert read_error(path) == (
+        f"{path}: row 2, column 'label': Cognitive Shortcut label without both parts: "
+        f"'Query A: Rumors-X' (id b); {CS_FIX}"
+    )
+
+
+def test_custom_categories_are_accepted_and_marked(tmp_path: Path) -> None:
+    recs = [
+        record("a", label="Scams-Phishing"),
+        record("b", CS, "Query A: Scams-X\nQuery B: Rumors-Y"),
+        record("c", OS, "Rumors-Z"),
+    ]
+    path = write_csv(tmp_path / "d.csv", recs)
+    qs, _ = load(DatasetConfig(path=str(path), custom_categories=True), str(tmp_path))
+    assert [q.categories for q in qs] == [("Scams (custom)",), ("Scams (custom)", "Rumors"), ("Rumors",)]
+    assert qs[0].label == "Scams-Phishing"  # the label text itself is kept as written
+    # dataset.categories takes the name as written in the file, or with its suffix.
+    for name in ("Scams", "Scams (custom)"):
+        assert ids(select(qs, DatasetConfig(categories=[name]))) == ["a", "b"]
+    with pytest.raises(DatasetError, match="unknown primary category 'Scams'"):
+        load(DatasetConfig(path=str(path)), str(tmp_path))
+
+
+def test_custom_categories_show_as_custom_in_metrics_and_the_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bsa.console import print_metrics
+    from bsa.metrics import SampleScore, compute
+
+    path = write_csv(tmp_path / "d.csv", [record("a", label="Scams-Phishing"), record("b")])
+    qs = read(path, custom_categories=True)
+    samples = [SampleScore(q.id, 0, q.scenario, q.categories, "Safe", "True") for q in qs]
+    m = compute(samples, 1, 0.5)
+    assert set(m["categories"]) == {"Scams (custom)", "Rumors"}
+    print_metrics(m, "t")
+    assert "Scams (custom)" in capsys.readouterr().out
+
+
+def test_select_takes_the_papers_name_for_the_ninth_category() -> None:
+    qs = validate([record("a", label="Pornography-X"), record("b")], "mem")
+    assert ids(select(qs, DatasetConfig(categories=["Child Pornography"]))) == ["a"]
+
+
+# --- queries_sha256: identity by content -----------------------------------------------------------
+
+
+def _hash_of(path: Path) -> str:
+    return queries_sha256(read(path))
+
+
+def test_queries_hash_ignores_format_bom_crlf_and_order(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    recs = synthetic_records(3, 4, 2)
+    recs[0]["query"] = 'A query over\ntwo lines, with "quotes" and café'
+    digest = _hash_of(write_csv(tmp_path / "d.csv", recs))
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "d.csv").read_bytes())
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes((tmp_path / "d.csv").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    assert b"over\r\ntwo" in crlf.read_bytes()  # the line ending inside the quoted field changed too
+    reordered = write_csv(tmp_path / "cols.csv", list(reversed(recs)), columns=tuple(reversed(COLUMNS)))
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "d.parquet")
+    jsonl_bom = tmp_path / "bom.jsonl"
+    jsonl_bom.write_bytes(b"\xef\xbb\xbf" + write_jsonl(tmp_path / "d.jsonl", recs).read_bytes())
+    for p in (bom, crlf, reordered, tmp_path / "d.parquet", tmp_path / "d.jsonl", jsonl_bom):
+        assert _hash_of(p) == digest, p.name
+    cr_only = [dict(r, query=r["query"].replace("\n", "\r")) for r in recs]
+    assert queries_sha256(validate(cr_only, "mem")) == digest
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("query", "synthetic query ro-000 "),  # one trailing space is another text
+        ("risk_summary", "changed"),
+        ("label", "Pornography-Sub"),
+        ("dataset_name", OS),
+        ("id", "ro-999"),
+    ],
+)
+def test_queries_hash_changes_with_any_text(field: str, value: str) -> None:
+    recs = synthetic_records(3, 4, 2)
+    digest = queries_sha256(validate(recs, "mem"))
+    recs[0] = dict(recs[0], **{field: value})
+    assert queries_sha256(validate(recs, "mem")) != digest
+
+
+def test_queries_hash_changes_with_the_selection() -> None:
+    qs = queries()
+    assert queries_sha256(qs) != queries_sha256(select(qs, DatasetConfig(limit=10)))
+    assert queries_sha256(qs) == queries_sha256(list(reversed(qs)))

@@ -333,7 +333,9 @@ def test_stopped_failed_and_foreign_runs_are_shown_marked(sweep: Path, tmp_path:
     foreign = tmp_path / "outputs" / "foreign"
     shutil.copytree(runs["b/rules"], foreign)
     info = json.loads((foreign / "run.json").read_text())
-    info["dataset"] = {**info["dataset"], "source": str(tmp_path / "gone.csv"), "sha256": "0" * 64}
+    # Another file with other queries: both its bytes and its queries' content hash differ.
+    gone = {"source": str(tmp_path / "gone.csv"), "sha256": "0" * 64, "queries_sha256": "f" * 64}
+    info["dataset"] = {**info["dataset"], **gone}
     (foreign / "run.json").write_text(json.dumps(info))
 
     out = tmp_path / "report"

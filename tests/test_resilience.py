@@ -3,10 +3,12 @@ resume after SIGKILL and Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +24,16 @@ from helpers import scripted_overrides as overrides
 from scripted_server import Reply, ScriptedServer
 
 from bsa.config import Config
-from bsa.llm import ModelCallError
+from bsa.llm import (
+    UNREACHABLE_AFTER,
+    Client,
+    Endpoint,
+    EndpointUnreachable,
+    ModelCallError,
+    Request,
+    TransientFailure,
+    import_litellm,
+)
 from bsa.run import RunIncomplete, run
 from bsa.server import free_port
 from bsa.verdict import THINK_LABELS
@@ -399,3 +410,149 @@ def test_openai_without_any_key_is_refused_before_calls(
         with pytest.raises(ModelCallError, match="OpenAI needs a key; export OPENAI_API_KEY"):
             run(cfg, tmp_path / "run")
         assert server.chat_requests() == []
+
+
+# Fail fast on what cannot succeed (issue 10): a host that does not resolve, a port nobody listens on,
+# a key the server rejects. Each is reported within seconds, by one message naming the endpoint and
+# the fix, not after hundreds of retried requests.
+
+
+def test_an_unresolvable_provider_host_fails_in_preflight(
+    tmp_path: Path, make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hosted provider (no api_base) whose host does not resolve: before, preflight skipped it and
+    every call was retried 8 times (model=deepseek_r1 offline: 89 s, 245 requests, 225 WARNING lines)."""
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
+    # LiteLLM's deepseek base, moved to a name that never resolves (RFC 6761): no network is touched.
+    monkeypatch.setenv("DEEPSEEK_API_BASE", "http://no-such-host.invalid")
+    data = write_dataset(tmp_path / "d.csv", make_rows(3))
+    with ScriptedServer(lambda b: Reply()) as judge_server:
+        model_overrides = [o for o in overrides(judge_server.api_base, data) if not o.startswith("model")]
+        cfg = make_config(
+            *model_overrides,
+            "model=deepseek_r1",
+            "max_attempts=2",  # bounds the old behaviour's run time; preflight makes no call at all
+            "max_consecutive_failures=3",
+        )
+        t0 = time.monotonic()
+        with pytest.raises(EndpointUnreachable) as err:
+            run(cfg, tmp_path / "run")
+        assert time.monotonic() - t0 < 10
+        assert judge_server.chat_requests() == []
+    msg = str(err.value)
+    assert msg.startswith(
+        "model deepseek/deepseek-reasoner at http://no-such-host.invalid: cannot resolve host"
+    )
+    assert "check the network and DNS (or your HTTPS proxy), or set model.api_base" in msg
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "failed" and "cannot resolve host no-such-host.invalid" in info["error"]
+
+
+class GoneAfterPreflight:
+    """A server that answers preflight's one GET and then stops listening: every chat call that
+    follows is refused, as when a server dies, or the port belongs to something else, after the check."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.api_base = f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
+        self._thread = threading.Thread(target=self._answer_once, daemon=True)
+
+    def _answer_once(self) -> None:
+        conn, _ = self._sock.accept()
+        with conn:
+            conn.recv(65536)
+            self._sock.close()  # before answering: no later request can reach a listener
+            body = b'{"object": "list", "data": []}'
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
+
+    def __enter__(self) -> GoneAfterPreflight:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+
+def test_a_server_refusing_every_connection_stops_the_run_in_seconds(
+    tmp_path: Path, make_config: Callable[..., Config]
+) -> None:
+    """Default retries and failure limit. Before: 87 s in the generate stage, 229 requests, 209 WARNING
+    lines, the bar at 30/30, then "20 calls in a row failed after all retries"."""
+    data = write_dataset(tmp_path / "d.csv", make_rows(15))
+    with GoneAfterPreflight() as model_server, ScriptedServer(lambda b: Reply()) as judge_server:
+        cfg = make_config(*overrides(judge_server.api_base, data), f"model.api_base={model_server.api_base}")
+        t0 = time.monotonic()
+        with pytest.raises(RunIncomplete) as err:
+            run(cfg, tmp_path / "run")
+        assert time.monotonic() - t0 < 10
+        assert judge_server.chat_requests() == []
+    res = err.value.results
+    assert res.stop_reason is not None
+    assert f"model hosted_vllm/target at {model_server.api_base}: connection refused on" in res.stop_reason
+    assert f"is the server running, and is model.api_base={model_server.api_base} right?" in res.stop_reason
+    # Stopped within the first window of calls (2 x concurrency), not after 20 calls x 8 attempts.
+    assert res.stats.requests <= 2 * cfg.concurrency + UNREACHABLE_AFTER
+    assert res.failures and {f["type"] for f in res.failures} == {"EndpointUnreachable"}
+    assert res.generations == [] and res.metrics["missing_samples"] == 30
+
+
+def _requests(ep: Endpoint, n: int) -> list[Request]:
+    return [Request(ep, [{"role": "user", "content": f"question {i}"}], {}) for i in range(n)]
+
+
+async def _complete_all(client: Client, reqs: list[Request]) -> list[Any]:
+    return await asyncio.gather(*(client.complete(r) for r in reqs), return_exceptions=True)
+
+
+def test_the_client_declares_an_unresolvable_api_base_down_after_a_few_tries() -> None:
+    """The run-time guard behind preflight (a DNS answer that changes, a URL preflight cannot know):
+    16 concurrent calls end in under a few seconds. Before: each call retried 8 times with backoff."""
+    import_litellm()  # its import takes seconds; the bound below is on the calls
+    ep = Endpoint("hosted_vllm/m", "http://no-such-host.invalid/v1")
+    client = Client(None, concurrency=8, max_attempts=8)
+    t0 = time.monotonic()
+    outcomes = asyncio.run(_complete_all(client, _requests(ep, 16)))
+    assert time.monotonic() - t0 < 5
+    assert all(isinstance(o, EndpointUnreachable) for o in outcomes), outcomes
+    assert client.stats.requests <= 16 + UNREACHABLE_AFTER
+    assert "model hosted_vllm/m at http://no-such-host.invalid/v1: cannot resolve host on" in str(outcomes[0])
+    assert "check the host name in model.api_base=http://no-such-host.invalid/v1" in str(outcomes[0])
+    assert client.stats.retries_by == {
+        "model hosted_vllm/m": {"InternalServerError: cannot resolve host": client.stats.retries}
+    }
+
+
+def test_a_server_that_answered_once_is_retried_not_declared_down(tmp_path: Path) -> None:
+    """Refused connections after a first answer are a restart or an outage: retried as transient."""
+    import_litellm()
+    with ScriptedServer(lambda b: Reply(message={"content": "ok"})) as server:
+        ep = Endpoint("hosted_vllm/m", server.api_base)
+        client = Client(None, concurrency=2, max_attempts=2, max_wait_s=0.1)
+        assert asyncio.run(_complete_all(client, _requests(ep, 1)))[0].message["content"] == "ok"
+    outcomes = asyncio.run(_complete_all(client, _requests(ep, 2 * UNREACHABLE_AFTER)[1:]))
+    assert all(isinstance(o, TransientFailure) for o in outcomes), outcomes
+    assert client.stats.requests == 1 + 2 * (2 * UNREACHABLE_AFTER - 1)
+
+
+# LiteLLM turns hosted_vllm's 403 into its generic APIError, which was retried as a 5xx would be.
+@pytest.mark.parametrize(("status", "error"), [(401, "AuthenticationError"), (403, "APIError")])
+def test_a_rejected_key_stops_the_run_at_the_first_answers(
+    tmp_path: Path, make_config: Callable[..., Config], status: int, error: str
+) -> None:
+    """A 401 was already fatal before issue 10. A 403 was retried 8 times per call until 20 calls had
+    failed: 205 retries and a "still failing ... check that it is up" that hid the key problem."""
+    data = write_dataset(tmp_path / "d.csv", make_rows(15))
+    with ScriptedServer(lambda b: Reply(status=status, error="invalid api key")) as server:
+        cfg = make_config(*overrides(server.api_base, data))
+        t0 = time.monotonic()
+        with pytest.raises(RunIncomplete) as err:
+            run(cfg, tmp_path / "run")
+        assert time.monotonic() - t0 < 10
+        calls = len(server.chat_requests())
+    res = err.value.results
+    assert calls <= 2 * cfg.concurrency and res.stats.retries == 0
+    assert res.stop_reason is not None and res.stop_reason.startswith(
+        f"fatal error: model hosted_vllm/target: {error} (HTTP {status})"
+    )
+    assert "this endpoint needs a key: set model.api_key_env" in res.stop_reason

@@ -53,18 +53,32 @@ def _read_rows(path: Path, notes: list[str]) -> list[Row]:
 
 
 @lru_cache(maxsize=8)
-def _dataset(path: str, sha256: str | None, stamp: tuple[int, int]) -> tuple[Query, ...] | str:
-    """The dataset's queries, or why they cannot be used. ``stamp`` (mtime, size) keys the cache."""
+def _dataset(
+    path: str, stamp: tuple[int, int], custom_categories: bool
+) -> tuple[tuple[Query, ...], str] | str:
+    """The dataset's queries and the file's sha256, or why they cannot be read. ``stamp`` (mtime,
+    size) keys the cache."""
     p = Path(path)
-    if sha256 and data.file_sha256(p) != sha256:
-        return f"dataset file {path} changed since the run (sha256 differs)"
     try:
-        return tuple(data.read(p))
+        return tuple(data.read(p, custom_categories)), data.file_sha256(p) or ""
     except DatasetError as e:
         return str(e)
 
 
-def _queries(info: dict[str, Any], gens: list[Row], notes: list[str]) -> tuple[dict[str, Query], bool]:
+def _unchanged(got: tuple[tuple[Query, ...], str], ds: dict[str, Any], gens: list[Row]) -> bool:
+    """Whether the file still holds the run's queries: the same bytes, or (a BOM, CRLF or column
+    order changed) the same content for the queries the run generated."""
+    queries, sha = got
+    if not ds.get("sha256") or sha == ds["sha256"]:
+        return True
+    recorded = ds.get("queries_sha256")
+    asked = {g["id"] for g in gens}
+    return bool(recorded) and data.queries_sha256(q for q in queries if q.id in asked) == recorded
+
+
+def _queries(
+    info: dict[str, Any], gens: list[Row], notes: list[str], custom_categories: bool = False
+) -> tuple[dict[str, Query], bool]:
     """Queries by id for the join: from the run's dataset file when it is there and unchanged;
     otherwise id and scenario from the generations, without categories or texts (said in notes)."""
     ds = info.get("dataset") or {}
@@ -77,11 +91,13 @@ def _queries(info: dict[str, Any], gens: list[Row], notes: list[str]) -> tuple[d
         reason = f"dataset file {source} not found"
     else:
         st = Path(source).stat()
-        got = _dataset(str(source), ds.get("sha256"), (st.st_mtime_ns, st.st_size))
+        got = _dataset(str(source), (st.st_mtime_ns, st.st_size), custom_categories)
         if isinstance(got, str):
             reason = got
+        elif not _unchanged(got, ds, gens):
+            reason = f"dataset file {source} changed since the run (its queries differ)"
         else:
-            known = {q.id: q for q in got}
+            known = {q.id: q for q in got[0]}
     if reason:
         notes.append(f"per-category results, query texts and risk summaries unavailable: {reason}")
     for g in gens:
@@ -104,6 +120,8 @@ def _decoding(cfg: dict[str, Any]) -> str:
 def _query_key(info: dict[str, Any], cfg: dict[str, Any]) -> str:
     """What defines the queries a run was asked: the file's hash and the selection from it."""
     ds = info.get("dataset") or {}
+    if ds.get("queries_sha256"):  # the selected queries by content: format, BOM and CRLF aside
+        return str(ds["queries_sha256"])[:12]
     sel = cfg.get("dataset") or {}
     key: dict[str, Any] = {"sha256": ds.get("sha256") or ds.get("source"), "n": ds.get("n_queries")}
     for name in ("scenarios", "categories", "ids", "limit", "per_scenario_limit"):
@@ -230,7 +248,7 @@ def load_run(path: Path, alpha: float | None = None) -> Run:
         and isinstance(j.get("sample_index"), int)
         and j.get("kind") in (SAFETY, THINK)
     ]
-    queries, categories_known = _queries(info, gens, notes)
+    queries, categories_known = _queries(info, gens, notes, bool(_dig(cfg, "dataset", "custom_categories")))
     k = int(info.get("k") or _dig(cfg, "sampling", "k") or 1)
     run_alpha = float(alpha or cfg.get("alpha") or DEFAULT_ALPHA)
     samples = results.scores(list(queries.values()), gens, judgments)
