@@ -200,10 +200,18 @@ def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
         rt = getattr(details, "reasoning_tokens", None) if details is not None else None
         if rt:
             usage["reasoning_tokens"] = int(rt)
-    try:
-        cost: float | None = float(litellm.completion_cost(completion_response=resp))
-    except Exception:  # unpriced models (local servers) raise; cost is then unknown, not zero
-        cost = None
+    # LiteLLM prices each response once already (None when unpriced, e.g. a local server): pricing it
+    # again costs CPU on every request and raises for every unpriced one. Only where that price is
+    # missing altogether is it computed here.
+    hidden = getattr(resp, "_hidden_params", None) or {}
+    cost: float | None
+    if "response_cost" in hidden:
+        cost = float(hidden["response_cost"]) if hidden["response_cost"] is not None else None
+    else:
+        try:
+            cost = float(litellm.completion_cost(completion_response=resp))
+        except Exception:  # unpriced models raise; cost is then unknown, not zero
+            cost = None
     return Completion(
         message=_plain(message),
         finish_reason=getattr(choice, "finish_reason", None),

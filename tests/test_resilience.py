@@ -556,3 +556,29 @@ def test_a_rejected_key_stops_the_run_at_the_first_answers(
         f"fatal error: model hosted_vllm/target: {error} (HTTP {status})"
     )
     assert "this endpoint needs a key: set model.api_key_env" in res.stop_reason
+
+
+def test_the_price_litellm_already_computed_is_used_not_computed_again() -> None:
+    from types import SimpleNamespace
+
+    from bsa.llm import _to_completion
+
+    class NoPricing:
+        calls = 0
+
+        @classmethod
+        def completion_cost(cls, **kw: Any) -> float:
+            cls.calls += 1
+            return 0.5
+
+    message = SimpleNamespace(content="hi", reasoning_content=None, thinking_blocks=None)
+    choice = SimpleNamespace(message=message, finish_reason="stop")
+
+    def resp(hidden: dict[str, Any]) -> SimpleNamespace:
+        return SimpleNamespace(choices=[choice], usage=None, model="m", _hidden_params=hidden)
+
+    assert _to_completion(resp({"response_cost": 0.25}), 0.1, NoPricing).cost_usd == 0.25
+    assert _to_completion(resp({"response_cost": None}), 0.1, NoPricing).cost_usd is None  # unpriced
+    assert NoPricing.calls == 0
+    assert _to_completion(resp({}), 0.1, NoPricing).cost_usd == 0.5  # not priced by LiteLLM: ask it
+    assert NoPricing.calls == 1
