@@ -63,6 +63,7 @@ class ModelConfig:
     system_prompt: str | None = None  # prepended to the mitigation's system prompt, if any
     extra_body: dict[str, Any] = field(default_factory=dict)
     supports_n: bool = False  # the provider accepts n>1 in one request
+    concurrency: int | None = None  # calls in flight to the model at once; null = the top-level concurrency
     serve: ServeConfig = field(default_factory=ServeConfig)
 
 
@@ -126,6 +127,9 @@ class JudgeConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     # judge=ensemble: each verdict is the majority of these judges' verdicts (a tie is unscored)
     members: list[JudgeMember] = field(default_factory=list)
+    concurrency: int | None = (
+        None  # calls in flight to the judge(s) at once; null = the top-level concurrency
+    )
 
 
 @dataclass

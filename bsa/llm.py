@@ -369,7 +369,7 @@ class Client:
     def __init__(
         self,
         cache_dir: str | None,
-        concurrency: int = 8,
+        concurrency: int | dict[str, int] = 8,
         timeout_s: float = 600.0,
         max_attempts: int = 6,
         max_wait_s: float = 60.0,
@@ -378,7 +378,12 @@ class Client:
         lease_s: float = LEASE_S,
     ) -> None:
         self._cache = AnswerCache(cache_dir, lease_s) if cache_dir else None
-        self._sem = asyncio.Semaphore(concurrency)
+        # One limit per role (model, judge), so a slow model server does not hold the judge's slots.
+        limits = concurrency if isinstance(concurrency, dict) else {}
+        default = concurrency if isinstance(concurrency, int) else max(limits.values(), default=8)
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._limits = limits
+        self._default_limit = default
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.max_wait_s = max_wait_s
@@ -387,6 +392,15 @@ class Client:
         self.stats = Stats()
         self.stop_reason: str | None = None
         self._litellm: Any = None
+
+    def _sem(self, role: str) -> asyncio.Semaphore:
+        if role not in self._sems:
+            self._sems[role] = asyncio.Semaphore(self._limits.get(role, self._default_limit))
+        return self._sems[role]
+
+    def limit(self, role: str) -> int:
+        """Calls in flight at once for ``role``."""
+        return self._limits.get(role, self._default_limit)
 
     def stop(self, reason: str) -> None:
         """Launch no new network call from now on; calls in flight finish."""
@@ -545,7 +559,7 @@ class Client:
                 reraise=True,
             ):
                 with attempt:
-                    async with self._sem:
+                    async with self._sem(ep.role):
                         self._launch(ep)
                         t0 = time.perf_counter()
                         try:

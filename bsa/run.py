@@ -71,8 +71,13 @@ def validate(cfg: Config) -> None:
     problems = []
     if cfg.sampling.k < 1:
         problems.append(f"sampling.k={cfg.sampling.k}: must be at least 1 (the paper uses 5)")
-    if cfg.concurrency < 1:
-        problems.append(f"concurrency={cfg.concurrency}: must be at least 1")
+    for name, value in (
+        ("concurrency", cfg.concurrency),
+        ("model.concurrency", cfg.model.concurrency),
+        ("judge.concurrency", cfg.judge.concurrency),
+    ):
+        if value is not None and value < 1:
+            problems.append(f"{name}={value}: must be at least 1")
     if not 0 < cfg.alpha < 1:
         problems.append(f"alpha={cfg.alpha}: must lie strictly between 0 and 1")
     if cfg.max_attempts < 1:
@@ -125,6 +130,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
+def role_limits(cfg: Config) -> dict[str, int]:
+    """Calls in flight at once per role: model.concurrency / judge.concurrency, else concurrency."""
+    return {
+        "model": cfg.model.concurrency or cfg.concurrency,
+        "judge": cfg.judge.concurrency or cfg.concurrency,
+    }
+
+
 def _thinking_conflicts(cfg: Config) -> list[str]:
     """Anthropic rejects extended thinking with a changed temperature or top_k (top_p only >= 0.95):
     say so now rather than on every one of 10,000 calls."""
@@ -168,7 +181,7 @@ class _Control:
     client: Client
     max_consecutive_failures: int
     grace_s: float
-    window: int  # jobs in flight at once: bounds what a dead provider is sent before the run stops
+    window: int  # jobs in flight at once (2 × the stage's role limit): bounds what a dead provider is sent
     failures: list[Row] = field(default_factory=list)
     consecutive: int = 0
     interrupted: bool = False  # a second Ctrl-C or SIGTERM: stop at once
@@ -519,7 +532,7 @@ def run(
             client = stack.enter_context(
                 Client(
                     cfg.cache.dir if cfg.cache.enabled else None,
-                    concurrency=cfg.concurrency,
+                    concurrency=role_limits(cfg),
                     timeout_s=cfg.request_timeout_s,
                     max_attempts=cfg.max_attempts,
                     max_requests=cfg.max_requests,
@@ -739,6 +752,7 @@ class _Stages:
                 for i in range(k)
                 if self.generate and (q.id, i) not in self.gens
             ]
+            control.window = 2 * self.client.limit("model")
             await _stage(
                 f"generate ({self.model_cfg.name})", jobs, self._keep_gen, control, self.cfg.progress
             )
@@ -753,6 +767,7 @@ class _Stages:
                 for kind in (SAFETY, THINK)
                 if (g["id"], g["sample_index"], kind) not in self.judged
             ]
+            control.window = 2 * self.client.limit("judge")
             await _stage(
                 f"judge ({self.judge_cfg.name})", jobs, self._keep_judgment, control, self.cfg.progress
             )
