@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import re
 import sys
@@ -144,10 +143,6 @@ def read_upstream_csv(path: Path) -> list[dict[str, Any]]:
     return list(reader)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _default_run_dir(source: Path) -> Path:
     now = datetime.now()
     return Path("outputs") / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S')}_rejudge_{source.stem}"
@@ -198,7 +193,7 @@ def prepare(
         provenance = {
             "format": "bsa run dir",
             "path": str(gen_path.resolve()),
-            "sha256": _sha256(gen_path),
+            "sha256": data.file_sha256(gen_path),
             "rows": len(rows),
             "model": model_name or info.get("model") or cfg.model.name,
         }
@@ -228,7 +223,7 @@ def prepare(
     provenance = {
         "format": "upstream batch CSV",
         "path": str(source.resolve()),
-        "sha256": _sha256(source),
+        "sha256": data.file_sha256(source),
         "rows": len(rows),
         "model": model,
         "notes": notes,

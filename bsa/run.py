@@ -181,7 +181,6 @@ class _Control:
     client: Client
     max_consecutive_failures: int
     grace_s: float
-    window: int  # jobs in flight at once (2 × the stage's role limit): bounds what a dead provider is sent
     failures: list[Row] = field(default_factory=list)
     consecutive: int = 0
     interrupted: bool = False  # a second Ctrl-C or SIGTERM: stop at once
@@ -212,6 +211,7 @@ async def _stage(
     sink: Callable[[Row], None],
     control: _Control,
     show_progress: bool,
+    window: int,  # jobs in flight at once (2 × the role's limit): bounds what a dead provider is sent
 ) -> None:
     """Run jobs concurrently from a bounded window, routing each outcome; launch none once stopping.
 
@@ -270,7 +270,7 @@ async def _stage(
     pending: dict[asyncio.Future[Row], Row] = {}
 
     def refill() -> None:
-        while len(pending) < control.window and control.client.stop_reason is None:
+        while len(pending) < window and control.client.stop_reason is None:
             item = next(queue, None)
             if item is None:
                 return
@@ -539,7 +539,7 @@ def run(
                     max_cost_usd=cfg.max_cost_usd,
                 )
             )
-            control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s, 2 * cfg.concurrency)
+            control = _Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s)
             stages = _Stages(
                 cfg, model_cfg, judge_cfg, client, control, queries, system, prompt_set, run_dir,
                 generate=generations is None,
@@ -752,9 +752,13 @@ class _Stages:
                 for i in range(k)
                 if self.generate and (q.id, i) not in self.gens
             ]
-            control.window = 2 * self.client.limit("model")
             await _stage(
-                f"generate ({self.model_cfg.name})", jobs, self._keep_gen, control, self.cfg.progress
+                f"generate ({self.model_cfg.name})",
+                jobs,
+                self._keep_gen,
+                control,
+                self.cfg.progress,
+                2 * self.client.limit("model"),
             )
             if control.client.stop_reason is not None or control.interrupted:
                 return
@@ -767,9 +771,13 @@ class _Stages:
                 for kind in (SAFETY, THINK)
                 if (g["id"], g["sample_index"], kind) not in self.judged
             ]
-            control.window = 2 * self.client.limit("judge")
             await _stage(
-                f"judge ({self.judge_cfg.name})", jobs, self._keep_judgment, control, self.cfg.progress
+                f"judge ({self.judge_cfg.name})",
+                jobs,
+                self._keep_judgment,
+                control,
+                self.cfg.progress,
+                2 * self.client.limit("judge"),
             )
         finally:
             for sig in installed:
