@@ -49,6 +49,17 @@ class ServeConfig:
 
 
 @dataclass
+class Deployment:
+    """One server of several behind a role (``model.deployments`` / ``judge.deployments``): requests
+    are spread over them by a LiteLLM Router; one that fails is cooled down and the others serve."""
+
+    api_base: str | None = None
+    name: str | None = None  # LiteLLM model string on this server; null = the role's name
+    api_key_env: str | None = None  # null = the role's api_key_env
+    rpm: int | None = None  # requests per minute on this server; null = no cap
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING  # LiteLLM model string, e.g. deepseek/deepseek-reasoner
     api_base: str | None = None  # must end in /v1 for OpenAI-compatible servers
@@ -62,8 +73,11 @@ class ModelConfig:
     thinking_budget: int | None = None  # Anthropic / Gemini thinking budget in tokens
     system_prompt: str | None = None  # prepended to the mitigation's system prompt, if any
     extra_body: dict[str, Any] = field(default_factory=dict)
-    supports_n: bool = False  # the provider accepts n>1 in one request
+    # the provider accepts n>1 in one request (sampling.batch_samples); null = ask LiteLLM
+    supports_n: bool | None = None
     concurrency: int | None = None  # calls in flight to the model at once; null = the top-level concurrency
+    rpm: int | None = None  # requests per minute to the model; null = no cap
+    deployments: list[Deployment] = field(default_factory=list)  # several servers for this model
     serve: ServeConfig = field(default_factory=ServeConfig)
 
 
@@ -77,6 +91,9 @@ class SamplingConfig:
     top_k: int | None = None
     max_tokens: int | None = None
     seed: int | None = None  # sample i is sent seed + i where the provider supports it
+    # Ask for a query's missing samples in one request (n = their number) where the provider accepts
+    # n; cache entries stay one per sample, so the option never changes a cached run's results.
+    batch_samples: bool = False
 
 
 @dataclass
@@ -130,6 +147,13 @@ class JudgeConfig:
     concurrency: int | None = (
         None  # calls in flight to the judge(s) at once; null = the top-level concurrency
     )
+    rpm: int | None = None  # requests per minute to the judge; null = no cap
+    deployments: list[Deployment] = field(default_factory=list)  # several servers for this judge
+    # Send first judge attempts through the provider's batch API (cheaper, slower); re-asks and lines
+    # the batch failed go online. Batch ids are kept in the run dir, so a restart resumes them.
+    batch: bool = False
+    batch_poll_s: float = 30.0  # seconds between polls of a running batch
+    batch_max_requests: int = 50000  # requests per batch file (OpenAI's limit)
 
 
 @dataclass
@@ -146,6 +170,9 @@ class DatasetConfig:
     limit: int | None = None
     per_scenario_limit: int | None = None
     seed: int = 0
+    # "i/n": the i-th of n deterministic slices of the selection (1-based), for runs on several machines;
+    # bsa.score and bsa.report merge the shards' run dirs into the unsharded result.
+    shard: str | None = None
     # Accept primary categories outside the nine (bring-your-own data); shown as "<name> (custom)".
     custom_categories: bool = False
     demo: bool = False  # illustrative data, not the benchmark: said plainly on the console
@@ -183,6 +210,10 @@ class Config:
     resume: str | None = None  # a run dir to continue (the same as hydra.run.dir=DIR)
     output_dir: str | None = None  # null = Hydra's run dir
     progress: bool = True
+    # Print what the run would do (calls, cached calls, estimated tokens and dollars) and call nothing.
+    dry_run: bool = False
+    # On 429s a role's calls in flight drop by half, and climb back to its limit while calls succeed.
+    adaptive_concurrency: bool = True
     verbose: bool = False  # a log line per retry (python -m bsa -v); else one summary line per kind
     # Human labels (python -m bsa.labels export): the judge's measured error and corrected metrics are
     # shown beside the run's tables and saved as label_scores.json in the run dir.

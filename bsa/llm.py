@@ -436,6 +436,19 @@ class Client:
         """Whether the request's answer is in the cache (no value read)."""
         return self._cache is not None and req.cache_key() in self._cache
 
+    async def store(self, req: Request, completion: Completion) -> Completion:
+        """Keep an answer obtained outside ``complete`` (a batch result) under ``req``'s key and count
+        it as a call, as an online call would be; first write wins, so the stored answer is returned."""
+        self._account(completion)
+        if self._cache is None:
+            return completion
+
+        async def given() -> dict[str, Any]:
+            return completion.to_json()
+
+        got = await self._cache.fetch(req.cache_key(), given)
+        return Completion.from_json(got.value)
+
     async def complete(self, req: Request) -> Completion:
         key = req.cache_key()
         hit = self.lookup(req, key)

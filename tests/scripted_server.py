@@ -3,6 +3,12 @@
 A responder gets the parsed request body and returns a ``Reply``: message fields (content,
 reasoning_content, reasoning, ...), finish_reason, or an HTTP error status with headers, or
 ``drop=True`` to close the connection mid-response. Every request is recorded.
+
+A request with ``n`` > 1 is answered with n choices: the responder is asked once per choice j, with
+the body's ``seed`` (when it has one) raised by j, as if each choice had been a request of its own;
+the first non-200 reply answers the whole request. ``reject_n=True`` refuses any n > 1 with a 400,
+as providers without n do. ``routes`` maps (method, path) to a handler ``(body) -> (status, json)``
+for endpoints other than chat completions (a test's files or batches API).
 """
 
 from __future__ import annotations
@@ -32,8 +38,15 @@ Responder = Callable[[dict[str, Any]], Reply]
 
 
 class ScriptedServer:
-    def __init__(self, responder: Responder) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        reject_n: bool = False,
+        routes: dict[tuple[str, str], Callable[[Any], tuple[int, Any]]] | None = None,
+    ) -> None:
         self.responder = responder
+        self.reject_n = reject_n
+        self.routes = routes or {}
         self.requests: list[dict[str, Any]] = []
         self.errors: list[str] = []  # responder exceptions: a test bug, reported, never a hang
         self._lock = threading.Lock()
@@ -55,7 +68,25 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _route(self, method: str, body: Any) -> bool:
+                path = self.path.split("?")[0].rstrip("/")
+                for (m, prefix), handler in server.routes.items():
+                    if m == method and (path == prefix or path.startswith(prefix + "/")):
+                        status, out = handler({"path": path, "body": body, "headers": dict(self.headers)})
+                        if isinstance(out, bytes):
+                            self.send_response(status)
+                            self.send_header("Content-Type", "application/octet-stream")
+                            self.send_header("Content-Length", str(len(out)))
+                            self.end_headers()
+                            self.wfile.write(out)
+                        else:
+                            self._send(status, out, {})
+                        return True
+                return False
+
             def do_GET(self) -> None:
+                if self._route("GET", None):
+                    return
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]}, {})
                 else:
@@ -63,16 +94,32 @@ class ScriptedServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if server.routes and not self.path.rstrip("/").endswith("/chat/completions"):
+                    is_json = (self.headers.get("Content-Type") or "").startswith("application/json")
+                    if self._route("POST", json.loads(raw or b"{}") if is_json else raw):
+                        return
+                body = json.loads(raw or b"{}")
                 with server._lock:
                     server.requests.append(body)
-                try:
-                    reply = server.responder(body)
-                except Exception:
-                    with server._lock:
-                        server.errors.append(traceback.format_exc())
-                    # 400 is not retried by the client, so a broken script fails the test at once.
-                    reply = Reply(status=400, error="scripted responder raised; see server.errors")
+                n = int(body.get("n") or 1)
+                if n > 1 and server.reject_n:
+                    self._send(400, {"error": {"message": "n > 1 is not supported", "type": "scripted"}}, {})
+                    return
+                replies = []
+                for j in range(n):
+                    one = body if j == 0 or "seed" not in body else {**body, "seed": body["seed"] + j}
+                    try:
+                        replies.append(server.responder(one))
+                    except Exception:
+                        with server._lock:
+                            server.errors.append(traceback.format_exc())
+                        # 400 is not retried by the client, so a broken script fails the test at once.
+                        broken = Reply(status=400, error="scripted responder raised; see server.errors")
+                        replies.append(broken)
+                    if replies[-1].status != 200 or replies[-1].drop:
+                        break
+                reply = replies[-1]
                 if reply.drop:
                     # Promise a body, send half of it, then close: a connection dropped mid-response.
                     self.send_response(200)
@@ -90,8 +137,15 @@ class ScriptedServer:
                         reply.headers,
                     )
                     return
-                message = {"role": "assistant", "content": None, **reply.message}
                 usage = reply.usage or {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+                choices = [
+                    {
+                        "index": j,
+                        "message": {"role": "assistant", "content": None, **r.message},
+                        "finish_reason": r.finish_reason,
+                    }
+                    for j, r in enumerate(replies)
+                ]
                 self._send(
                     200,
                     {
@@ -99,7 +153,7 @@ class ScriptedServer:
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": body.get("model", "scripted"),
-                        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                        "choices": choices,
                         "usage": usage,
                     },
                     reply.headers,
