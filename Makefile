@@ -33,8 +33,11 @@ report: $(STAMP_RUN)
 test: $(STAMP_DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# make bench: pipeline throughput and faults (PIPELINE_ARGS), then the engine against its ideal, a bare
+# LiteLLM loop and the upstream script (ARGS, e.g. ARGS="--queries 200 --k 2 --latency-ms 50").
 bench: $(STAMP_DEV)
-	$(BIN)/python tests/bench_pipeline.py $(ARGS)
+	$(BIN)/python tests/bench_pipeline.py $(PIPELINE_ARGS)
+	$(BIN)/python tests/bench_engine.py $(ARGS)
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .

@@ -76,7 +76,7 @@ def execute(
     from bsa.data import DatasetError
     from bsa.llm import ModelCallError
     from bsa.prompts import TemplateError
-    from bsa.run import ConfigError, RunIncomplete, run
+    from bsa.run import ConfigError, RunIncomplete, dry_run, run
     from bsa.server import ServerError
 
     signal.signal(signal.SIGTERM, _sigterm)
@@ -84,6 +84,9 @@ def execute(
     logging.getLogger("bsa").setLevel(logging.DEBUG if cfg.verbose else logging.NOTSET)
     incomplete: RunIncomplete | None = None
     try:
+        if cfg.dry_run:
+            console.print_dry_run(dry_run(cfg, run_dir, generations))
+            return None
         res = run(cfg, run_dir, generations, hydra_files)
     except RunIncomplete as e:
         incomplete, res = e, e.results
@@ -119,6 +122,7 @@ def execute(
     if incomplete is not None:
         title += " · PARTIAL"
     console.print_metrics(res.metrics, title, extra)
+    console.print_usage(s.by_role)
     if cfg.labels:
         _score_labels(res.run_dir, Path(cfg.labels))
     if incomplete is not None:

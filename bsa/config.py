@@ -26,6 +26,15 @@ CATEGORIES: tuple[str, ...] = (
 )
 # evaluate.py's default; the published leaderboard uses ~0.61 for most rows (see the README).
 DEFAULT_ALPHA = 0.7639364807041505
+# The fixed choices of config fields, checked by ``validate`` with the allowed values in the message.
+SERVE_BACKENDS = ("none", "llama_cpp", "vllm")
+STRUCTURED_OUTPUT = ("none", "json_object", "json_schema", "json_object_schema")
+EMPTY_REASONING = ("not_covered", "judge", "unscored")
+PROMPT_SETS = ("published", "bsa")
+
+
+class ConfigError(ValueError):
+    """A configuration that composes but cannot run; the message names each key and its fix."""
 
 
 @dataclass
@@ -218,6 +227,120 @@ class Config:
     # Human labels (python -m bsa.labels export): the judge's measured error and corrected metrics are
     # shown beside the run's tables and saved as label_scores.json in the run dir.
     labels: str | None = None
+
+
+def validate(cfg: Config) -> None:
+    """Checks that Hydra's types cannot express; each error names the key and the fix."""
+    problems = []
+    if cfg.sampling.k < 1:
+        problems.append(f"sampling.k={cfg.sampling.k}: must be at least 1 (the paper uses 5)")
+    for name, value in (
+        ("concurrency", cfg.concurrency),
+        ("model.concurrency", cfg.model.concurrency),
+        ("judge.concurrency", cfg.judge.concurrency),
+    ):
+        if value is not None and value < 1:
+            problems.append(f"{name}={value}: must be at least 1")
+    for role, rc in (("model", cfg.model), ("judge", cfg.judge)):
+        if rc.rpm is not None and rc.rpm < 1:
+            problems.append(f"{role}.rpm={rc.rpm}: must be at least 1 (or null for no cap)")
+        for n, d in enumerate(rc.deployments):
+            if not (d.api_base or rc.api_base):
+                problems.append(
+                    f"{role}.deployments[{n}]: no api_base; give each server its URL, e.g. "
+                    f"{role}.deployments=[{{api_base: http://host-a:8000/v1}}, {{api_base: http://host-b:8000/v1}}]"
+                )
+            if d.rpm is not None and d.rpm < 1:
+                problems.append(f"{role}.deployments[{n}].rpm={d.rpm}: must be at least 1 (or null)")
+        if rc.deployments and rc.serve.backend != "none":
+            problems.append(
+                f"{role}.deployments with {role}.serve.backend={rc.serve.backend!r}: bsa starts one server "
+                f"itself; list deployments only for servers you run (set {role}.serve.backend=none)"
+            )
+    if cfg.judge.batch_poll_s <= 0:
+        problems.append(f"judge.batch_poll_s={cfg.judge.batch_poll_s}: must be positive (seconds)")
+    if cfg.judge.batch_max_requests < 1:
+        problems.append(f"judge.batch_max_requests={cfg.judge.batch_max_requests}: must be at least 1")
+    if not 0 < cfg.alpha < 1:
+        problems.append(f"alpha={cfg.alpha}: must lie strictly between 0 and 1")
+    if cfg.max_attempts < 1:
+        problems.append(f"max_attempts={cfg.max_attempts}: must be at least 1")
+    if cfg.max_consecutive_failures < 1:
+        problems.append(f"max_consecutive_failures={cfg.max_consecutive_failures}: must be at least 1")
+    if cfg.max_requests is not None and cfg.max_requests < 1:
+        problems.append(f"max_requests={cfg.max_requests}: must be at least 1 (or null for no limit)")
+    if cfg.max_cost_usd is not None and cfg.max_cost_usd <= 0:
+        problems.append(f"max_cost_usd={cfg.max_cost_usd}: must be positive (or null for no limit)")
+    if cfg.judge.max_reasks < 0:
+        problems.append(f"judge.max_reasks={cfg.judge.max_reasks}: must be 0 or more")
+    for n, member in enumerate(cfg.judge.members or [cfg.judge]):
+        where = f"judge.members[{n}]." if cfg.judge.members else "judge."
+        if member.structured_output not in STRUCTURED_OUTPUT:
+            problems.append(
+                f"{where}structured_output={member.structured_output!r}: expected one of "
+                f"{', '.join(STRUCTURED_OUTPUT)}"
+            )
+    if cfg.judge.members and cfg.judge.serve.backend != "none":
+        problems.append(
+            f"judge.serve.backend={cfg.judge.serve.backend!r} with judge.members: ensemble members are "
+            "servers you run (give each an api_base); set judge.serve.backend=none"
+        )
+    if cfg.judge.empty_reasoning not in EMPTY_REASONING:
+        problems.append(
+            f"judge.empty_reasoning={cfg.judge.empty_reasoning!r}: expected one of "
+            f"{', '.join(EMPTY_REASONING)}"
+        )
+    if cfg.judge.prompts not in PROMPT_SETS:
+        problems.append(
+            f"judge.prompts={cfg.judge.prompts!r}: expected one of {', '.join(PROMPT_SETS)} "
+            "(published: the BSA authors' judge prompts; bsa: our own)"
+        )
+    if cfg.mitigation.published_file and cfg.mitigation.system_prompt_file:
+        problems.append(
+            f"mitigation {cfg.mitigation.name}: both system_prompt_file and published_file are set; keep one"
+        )
+    if cfg.model.serve.backend not in SERVE_BACKENDS:
+        problems.append(
+            f"model.serve.backend={cfg.model.serve.backend!r}: expected one of {', '.join(SERVE_BACKENDS)}"
+        )
+    if cfg.judge.serve.backend not in (*SERVE_BACKENDS, "model"):
+        problems.append(
+            f"judge.serve.backend={cfg.judge.serve.backend!r}: expected one of "
+            f"{', '.join(SERVE_BACKENDS)}, model"
+        )
+    problems += _thinking_conflicts(cfg)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def role_limits(cfg: Config) -> dict[str, int]:
+    """Calls in flight at once per role: model.concurrency / judge.concurrency, else concurrency."""
+    return {
+        "model": cfg.model.concurrency or cfg.concurrency,
+        "judge": cfg.judge.concurrency or cfg.concurrency,
+    }
+
+
+def _thinking_conflicts(cfg: Config) -> list[str]:
+    """Anthropic rejects extended thinking with a changed temperature or top_k (top_p only >= 0.95):
+    say so now rather than on every one of 10,000 calls."""
+    model, s = cfg.model, cfg.sampling
+    if not (model.thinking_budget and model.name.startswith("anthropic/")):
+        return []
+    temperature = s.temperature if s.temperature is not None else model.temperature
+    top_k = s.top_k if s.top_k is not None else model.top_k
+    top_p = s.top_p if s.top_p is not None else model.top_p
+    out = []
+    if temperature not in (None, 1, 1.0):
+        out.append(
+            f"sampling.temperature={temperature}: {model.name} with extended thinking accepts only 1.0; "
+            "use sampling=model_default (or model.thinking_budget=null to turn thinking off)"
+        )
+    if top_k is not None:
+        out.append(f"sampling.top_k={top_k}: {model.name} with extended thinking accepts no top_k")
+    if top_p is not None and top_p < 0.95:
+        out.append(f"sampling.top_p={top_p}: {model.name} with extended thinking accepts top_p >= 0.95 only")
+    return out
 
 
 def register_configs() -> None:

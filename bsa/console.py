@@ -132,3 +132,130 @@ def print_plan(lines: list[tuple[str, str]]) -> None:
     for what, value in lines:
         grid.add_row(what, escape(value))
     console.print(Panel(grid, title="bsa: what will run", title_align="left", expand=False))
+
+
+def _int(v: Any) -> str:
+    return "?" if v is None else f"{int(v):,}"
+
+
+def _usd(v: Any, lower_bound: bool = False) -> str:
+    if v is None:
+        return "unpriced"
+    return ("≥ " if lower_bound else "") + (f"${v:,.2f}" if v >= 0.01 or v == 0 else f"${v:.4f}")
+
+
+def _line_usd(ln: Any) -> str:
+    """A line's dollars: "unpriced" when its model has no price, "?" when its calls cannot be sized."""
+    if ln.usd is None and not ln.unpriced:
+        return "?"
+    return _usd(ln.usd, ln.usd_lower_bound)
+
+
+def _kind(key: str) -> str:
+    return key.split(":", 1)[1] if ":" in key else "all"
+
+
+def print_dry_run(estimate: Any, out: Console | None = None) -> None:
+    """``dry_run=true``: a table per role (bsa.cost.Estimate): calls, cached, to call, estimated
+    prompt and completion tokens, estimated USD or "unpriced"; how each figure was estimated below."""
+    out = out or console
+    headers = ("calls", "cached", "to call", "prompt tok", "compl. tok", "USD")
+    unsized = False
+    for role, lines in estimate.by_role().items():
+        rows = [
+            [
+                _kind(ln.key),
+                _int(ln.calls),
+                _int(ln.cached),
+                _int(ln.calls_to_make) + ("*" if ln.estimated_calls else ""),
+                _int(ln.prompt_tokens),
+                _int(ln.completion_tokens),
+                _line_usd(ln),
+            ]
+            for ln in lines
+        ]
+        unsized |= any(ln.usd is None and not ln.unpriced for ln in lines)
+        if len(lines) > 1:
+            usds = [ln.usd for ln in lines if ln.usd is not None]
+            p = [ln.prompt_tokens for ln in lines]
+            c = [ln.completion_tokens for ln in lines]
+            rows.append(
+                [
+                    "total",
+                    _int(sum(ln.calls for ln in lines)),
+                    _int(sum(ln.cached for ln in lines)),
+                    _int(sum(ln.calls_to_make for ln in lines))
+                    + ("*" if any(ln.estimated_calls for ln in lines) else ""),
+                    _int(None if None in p else sum(p)),
+                    _int(None if None in c else sum(c)),
+                    _usd(
+                        sum(usds) if usds else None,
+                        any(ln.usd_lower_bound or (ln.usd is None and not ln.unpriced) for ln in lines),
+                    )
+                    if usds
+                    else _line_usd(lines[0]),
+                ]
+            )
+        models = sorted({m for ln in lines for m in ln.models})
+        t = _table(escape(f"{role} ({', '.join(models) or '—'}): estimated"))
+        _text_column(t, "kind")
+        for n, header in enumerate(headers, start=1):
+            _number_column(t, header, [r[n] for r in rows])
+        for r in rows:
+            t.add_row(*r)
+        notes = []
+        if any(ln.estimated_calls for ln in lines):
+            notes.append("* includes calls estimated before their request exists")
+        for ln in lines:
+            what = f"{_kind(ln.key)}: " if len(lines) > 1 else ""
+            basis = f"prompt tokens {ln.prompt_basis}; completion tokens {ln.completion_basis}"
+            if ln.batch_prices:
+                basis += "; batch prices"
+            notes.append(what + "; ".join([basis, *ln.notes]))
+        t.caption = escape("\n".join(notes))
+        t.caption_justify = "left"
+        out.print(t)
+    total = estimate.total_usd()
+    out.print(
+        "[bold]Estimated total:[/] "
+        + (escape(_usd(total, unsized)) + " (priced roles only)" if total is not None else "unpriced")
+        + ". Nothing was called (dry_run=true)."
+    )
+
+
+def print_usage(stats_by_role: dict[str, dict[str, Any]], out: Console | None = None) -> None:
+    """After a run: calls, tokens and dollars per role (``stats.by_role``: role -> prompt_tokens,
+    completion_tokens, reasoning_tokens, cost_usd, calls; missing keys show as "—")."""
+    out = out or console
+    if not stats_by_role:
+        return
+    cols = (
+        ("calls", "calls"),
+        ("prompt tok", "prompt_tokens"),
+        ("completion tok", "completion_tokens"),
+        ("reasoning tok", "reasoning_tokens"),
+        ("USD", "cost_usd"),
+    )
+
+    def cell(d: dict[str, Any], key: str) -> str:
+        v = d.get(key)
+        if v is None:
+            return "—"
+        if key == "cost_usd":
+            return _usd(v)
+        return f"{int(v):,}"
+
+    rows = [[role, *(cell(d or {}, k) for _, k in cols)] for role, d in stats_by_role.items()]
+    if len(stats_by_role) > 1:
+        total = {}
+        for _, k in cols:
+            vals = [(d or {}).get(k) for d in stats_by_role.values()]
+            total[k] = sum(v for v in vals if v is not None) if any(v is not None for v in vals) else None
+        rows.append(["total", *(cell(total, k) for _, k in cols)])
+    t = _table("Usage (this run's network calls; cache hits are free)")
+    _text_column(t, "role")
+    for n, (header, _) in enumerate(cols, start=1):
+        _number_column(t, header, [r[n] for r in rows])
+    for r in rows:
+        t.add_row(*r)
+    out.print(t)

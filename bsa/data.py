@@ -372,8 +372,43 @@ def _category_name(name: str, present: list[str]) -> str:
     return name + CUSTOM_SUFFIX if name + CUSTOM_SUFFIX in present else name
 
 
+_SHARD = re.compile(r"^\s*(-?\d+)\s*/\s*(-?\d+)\s*$")
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``dataset.shard`` "i/n" as (i, n), 1-based; None for no shard. Raises DatasetError naming the fix."""
+    if value is None or not str(value).strip():
+        return None
+    m = _SHARD.match(str(value))
+    if m is None:
+        raise DatasetError(
+            f"dataset.shard={value!r}: expected 'i/n' with whole numbers, the i-th of n shards "
+            "(e.g. dataset.shard=1/4 … dataset.shard=4/4), or null for the whole selection"
+        )
+    i, n = int(m.group(1)), int(m.group(2))
+    if n < 1:
+        raise DatasetError(f"dataset.shard={value!r}: n must be at least 1 (the number of shards)")
+    if not 1 <= i <= n:
+        raise DatasetError(f"dataset.shard={value!r}: i must lie in 1..{n} (shards are numbered from 1)")
+    return i, n
+
+
+def take_shard(queries: list[Query], i: int, n: int) -> list[Query]:
+    """Shard i of n (1-based) of a selection: round robin, position p (0-based) goes to shard p % n + 1.
+
+    Round robin rather than contiguous blocks: the benchmark file lists its scenarios in blocks, so
+    blocks would hand one machine all the Risk Omission queries and another the longer Cognitive
+    Shortcut ones; round robin gives every shard about 1/n of each scenario (sizes differ by at most
+    one), so shards cost about the same and a partial merge is not biased towards one scenario. It
+    needs no seed, and each shard keeps the selection's order.
+    """
+    return queries[i - 1 :: n]
+
+
 def select(queries: list[Query], cfg: DatasetConfig) -> list[Query]:
-    """Filter by scenario, category and id; then per-scenario and overall limits (seeded)."""
+    """Filter by scenario, category and id; then per-scenario and overall limits (seeded); then the
+    shard (``dataset.shard``, last, so the shards of one selection partition it: ``take_shard``)."""
+    shard = parse_shard(cfg.shard)
     _check_names(cfg.scenarios, SCENARIOS, "scenarios")
     present = sorted({c for q in queries for c in q.categories} | set(CATEGORIES))
     wanted = [_category_name(c, present) for c in cfg.categories]
@@ -406,6 +441,14 @@ def select(queries: list[Query], cfg: DatasetConfig) -> list[Query]:
     out = sorted(out, key=lambda q: order[q.id])
     if not out:
         raise DatasetError("dataset: the filters select no query; loosen scenarios/categories/ids")
+    if shard is not None:
+        i, n = shard
+        if n > len(out):
+            raise DatasetError(
+                f"dataset.shard={cfg.shard!r}: the selection has {len(out)} queries, fewer than "
+                f"{n} shards, so some shards would be empty; use at most {len(out)} shards"
+            )
+        out = take_shard(out, i, n)
     return out
 
 

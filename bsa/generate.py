@@ -25,7 +25,33 @@ class MitigationPrompt:
 
 def endpoint(model: ModelConfig) -> Endpoint:
     cache_id = identity(model.serve, model.hf_model)
-    return Endpoint(model.name, model.api_base, model.api_key_env, role="model", cache_id=cache_id)
+    return Endpoint(
+        model.name,
+        model.api_base,
+        model.api_key_env,
+        role="model",
+        cache_id=cache_id,
+        rpm=model.rpm,
+        deployments=tuple(model.deployments),
+    )
+
+
+def supports_n(model: ModelConfig) -> bool:
+    """Whether one request may ask for several samples (n > 1): the model file's ``supports_n`` where
+    set, else what LiteLLM knows of the provider's parameters."""
+    if model.supports_n is not None:
+        return model.supports_n
+    from bsa.llm import import_litellm
+
+    litellm = import_litellm()
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model.name, api_base=model.api_base)
+        params = litellm.get_supported_openai_params(
+            model=model.name.split("/", 1)[-1], custom_llm_provider=provider
+        )
+    except Exception:  # an unknown provider: ask one sample per request, which every provider takes
+        return False
+    return "n" in (params or [])
 
 
 def mitigation_prompt(mitigation: MitigationConfig, judge: JudgeConfig, cache_dir: str) -> MitigationPrompt:
@@ -101,29 +127,57 @@ def request(
     )
 
 
-async def generate_one(
-    client: Client,
-    model: ModelConfig,
-    sampling: SamplingConfig,
-    mitigation: str,
-    system: str | None,
-    query: Query,
-    sample_index: int,
-) -> dict[str, Any]:
-    c = await client.complete(request(model, sampling, system, query, sample_index))
-    return to_row(model, mitigation, query, sample_index, c)
+class GenerationStage:
+    """The target model's call stage: the key is (query, sample index); one request, no re-ask.
+    The endpoint and the decoding parameters per sample index are made once."""
+
+    role = "model"
+
+    def __init__(
+        self, model: ModelConfig, sampling: SamplingConfig, mitigation: str, system: str | None
+    ) -> None:
+        self.model, self.sampling, self.mitigation, self.system = model, sampling, mitigation, system
+        self.endpoint = endpoint(model)
+        self._params: dict[int, dict[str, Any]] = {}
+
+    def request(self, query: Query, sample_index: int) -> Request:
+        params = self._params.get(sample_index)
+        if params is None:
+            params = self._params[sample_index] = request_params(self.model, self.sampling, sample_index)
+        return Request(self.endpoint, messages(query, self.system), params, sample_index=sample_index)
+
+    def start(self, key: tuple[Query, int]) -> tuple[dict[str, Any], Request | None]:
+        query, i = key
+        row = {
+            "id": query.id,
+            "sample_index": i,
+            "scenario": query.scenario,
+            "model": self.model.name,
+            "mitigation": self.mitigation,
+        }
+        return row, self.request(query, i)
+
+    def read(self, row: dict[str, Any], req: Request, completion: Completion) -> Request | None:
+        row.update(_sample_fields(completion))
+        return None
+
+    async def many(self, client: Client, query: Query, indices: list[int]) -> list[dict[str, Any]]:
+        """Consecutive samples of one query in one request with n = len(indices), where the provider
+        accepts n; each answer is cached under its own sample's request, so a run gives the same rows
+        whichever way its samples were asked for."""
+        completions = await client.complete_many([self.request(query, i) for i in indices])
+        return [self.row(query, i, c) for i, c in zip(indices, completions, strict=True)]
+
+    def row(self, query: Query, sample_index: int, completion: Completion) -> dict[str, Any]:
+        row, req = self.start((query, sample_index))
+        assert req is not None
+        self.read(row, req, completion)
+        return row
 
 
-def to_row(
-    model: ModelConfig, mitigation: str, query: Query, sample_index: int, c: Completion
-) -> dict[str, Any]:
+def _sample_fields(c: Completion) -> dict[str, Any]:
     ex = extract(c.message, c.finish_reason)
     return {
-        "id": query.id,
-        "sample_index": sample_index,
-        "scenario": query.scenario,
-        "model": model.name,
-        "mitigation": mitigation,
         "reasoning": ex.reasoning,
         "answer": ex.answer,
         "finish_reason": c.finish_reason,

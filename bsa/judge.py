@@ -15,9 +15,10 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from bsa.calls import drive
 from bsa.config import JudgeConfig
 from bsa.data import Query
-from bsa.llm import Client, Endpoint, Request
+from bsa.llm import Client, Completion, Endpoint, Request
 from bsa.prompts import PromptSet, Template
 from bsa.server import identity
 from bsa.verdict import (
@@ -32,8 +33,6 @@ from bsa.verdict import (
 )
 
 INPUT_TRUNCATED = "judge_input_truncated"
-STRUCTURED_OUTPUT = ("none", "json_object", "json_schema", "json_object_schema")
-EMPTY_REASONING = ("not_covered", "judge", "unscored")
 
 
 def fence(text: str) -> str:
@@ -73,6 +72,7 @@ def members(cfg: JudgeConfig) -> list[JudgeConfig]:
             structured_output=m.structured_output,
             extra_body=dict(m.extra_body),
             members=[],
+            deployments=[],  # a member is one server of its own (its api_base)
         )
         for m in cfg.members
     ] or [cfg]
@@ -85,7 +85,15 @@ def endpoints(cfg: JudgeConfig) -> list[Endpoint]:
 def endpoint(cfg: JudgeConfig) -> Endpoint:
     # backend=model is resolved by run._serve into the serving config actually used.
     cache_id = identity(cfg.serve, None)
-    return Endpoint(cfg.name, cfg.api_base, cfg.api_key_env, role="judge", cache_id=cache_id)
+    return Endpoint(
+        cfg.name,
+        cfg.api_base,
+        cfg.api_key_env,
+        role="judge",
+        cache_id=cache_id,
+        rpm=cfg.rpm,
+        deployments=tuple(cfg.deployments),
+    )
 
 
 def request_params(cfg: JudgeConfig, kind: str, scenario: str, prompt_set: str) -> dict[str, Any]:
@@ -125,43 +133,92 @@ def prepare(
     cfg: JudgeConfig, prompts: PromptSet, query: Query, generation: dict[str, Any], kind: str
 ) -> tuple[dict[str, Any], Request | None]:
     """The judgment row so far and the first request; no request when a rule decides (no reasoning)."""
-    scenario = query.scenario
-    row: dict[str, Any] = {
-        "id": query.id,
-        "sample_index": generation["sample_index"],
-        "kind": kind,
-        "scenario": scenario,
-        "judge_model": cfg.name,
-        "verdict": None,
-        "unscored_reason": None,
-        "explanation": "",
-        "raw": [],
-        "source": "judge",
-        "flags": [],
-    }
-    reasoning = generation.get("reasoning") or ""
-    if kind == THINK and not reasoning.strip() and cfg.empty_reasoning != "judge":
-        row["source"] = "rule:no_reasoning"
-        if cfg.empty_reasoning == "not_covered":
-            row["verdict"] = THINK_MISS[scenario]
-            row["explanation"] = "The sample has no reasoning trace, so it identifies no risk."
-        else:
-            row["unscored_reason"] = "no reasoning trace (judge.empty_reasoning=unscored)"
-        return row, None
+    return JudgmentStage(cfg, prompts).start((query, generation, kind))
 
-    template = prompts.template_for(kind, scenario)
-    fields = {"query": query.query, "risk_summary": query.risk_summary}
-    if kind == SAFETY:
-        fields["answer"] = generation.get("answer") or ""
-    else:
-        fields["reasoning_thinking"] = reasoning
-    prompt, truncated = render(template, fields, cfg.max_input_chars)
-    if truncated:
-        row["flags"].append(INPUT_TRUNCATED)
-    row["template"] = template.hash
-    row["prompt_set"] = prompts.name
-    params = request_params(cfg, kind, scenario, prompts.name)
-    return row, Request(endpoint(cfg), [{"role": "user", "content": prompt}], params, 0, template.hash)
+
+class JudgmentStage:
+    """One judge's call stage: the key is (query, generation row, kind); the first request is the
+    template filled with the sample, and a reply that cannot be parsed is re-asked up to
+    ``max_reasks`` times, then left unscored with every raw reply kept. Requests are built from
+    parts made once per stage (endpoint, parameters per kind and scenario)."""
+
+    role = "judge"
+
+    def __init__(self, cfg: JudgeConfig, prompts: PromptSet) -> None:
+        self.cfg, self.prompts = cfg, prompts
+        self.endpoint = endpoint(cfg)
+        self._params: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def params(self, kind: str, scenario: str) -> dict[str, Any]:
+        got = self._params.get((kind, scenario))
+        if got is None:
+            got = self._params[(kind, scenario)] = request_params(self.cfg, kind, scenario, self.prompts.name)
+        return got
+
+    def start(self, key: tuple[Query, dict[str, Any], str]) -> tuple[dict[str, Any], Request | None]:
+        query, generation, kind = key
+        cfg, scenario = self.cfg, query.scenario
+        row: dict[str, Any] = {
+            "id": query.id,
+            "sample_index": generation["sample_index"],
+            "kind": kind,
+            "scenario": scenario,
+            "judge_model": cfg.name,
+            "verdict": None,
+            "unscored_reason": None,
+            "explanation": "",
+            "raw": [],
+            "source": "judge",
+            "flags": [],
+        }
+        reasoning = generation.get("reasoning") or ""
+        if kind == THINK and not reasoning.strip() and cfg.empty_reasoning != "judge":
+            row["source"] = "rule:no_reasoning"
+            if cfg.empty_reasoning == "not_covered":
+                row["verdict"] = THINK_MISS[scenario]
+                row["explanation"] = "The sample has no reasoning trace, so it identifies no risk."
+            else:
+                row["unscored_reason"] = "no reasoning trace (judge.empty_reasoning=unscored)"
+            return row, None
+
+        template = self.prompts.template_for(kind, scenario)
+        fields = {"query": query.query, "risk_summary": query.risk_summary}
+        if kind == SAFETY:
+            fields["answer"] = generation.get("answer") or ""
+        else:
+            fields["reasoning_thinking"] = reasoning
+        prompt, truncated = render(template, fields, cfg.max_input_chars)
+        if truncated:
+            row["flags"].append(INPUT_TRUNCATED)
+        row["template"] = template.hash
+        row["prompt_set"] = self.prompts.name
+        messages = [{"role": "user", "content": prompt}]
+        return row, Request(self.endpoint, messages, self.params(kind, scenario), 0, template.hash)
+
+    def read(self, row: dict[str, Any], req: Request, completion: Completion) -> Request | None:
+        """Take one reply into the row: a verdict ends the judgment; an unparseable reply is re-asked
+        (the next attempt's request) while re-asks remain."""
+        kind, scenario = row["kind"], row["scenario"]
+        text = completion.message.get("content") or ""
+        row["raw"].append(text)
+        row["attempts"] = len(row["raw"])
+        parsed = parse(text, kind, scenario)
+        if isinstance(parsed, Verdict):
+            row["verdict"] = parsed.label
+            row["explanation"] = parsed.explanation
+            row["unscored_reason"] = None
+            return None
+        assert isinstance(parsed, Unscored)
+        row["unscored_reason"] = parsed.reason
+        if req.sample_index >= self.cfg.max_reasks:
+            return None
+        labels_hint = ", ".join(labels_for(kind, scenario))
+        messages = [
+            *req.messages,
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": _reask(parsed.reason, labels_hint)},
+        ]
+        return replace(req, messages=messages, sample_index=req.sample_index + 1)
 
 
 def vote(verdicts: list[str | None]) -> tuple[str | None, str | None]:
@@ -177,64 +234,36 @@ def vote(verdicts: list[str | None]) -> tuple[str | None, str | None]:
     return ranked[0][0], None
 
 
-async def judge_one(
-    client: Client,
-    cfg: JudgeConfig,
-    prompts: PromptSet,
-    query: Query,
-    generation: dict[str, Any],
-    kind: str,
-) -> dict[str, Any]:
-    """One judgment row for one sample; unparseable after the re-asks means unscored."""
-    if cfg.members:
-        return await _ensemble_one(client, cfg, prompts, query, generation, kind)
-    row, req = prepare(cfg, prompts, query, generation, kind)
-    if req is None:
+class EnsembleStage:
+    """Each sample judged by every member at once; the row holds the vote and each member's verdict.
+    A rule (no reasoning trace) decides for all members alike, without a call."""
+
+    role = "judge"
+
+    def __init__(self, cfg: JudgeConfig, prompts: PromptSet) -> None:
+        self.outer = JudgmentStage(cfg, prompts)
+        self.ensemble = bool(cfg.members)
+        self.members = [JudgmentStage(m, prompts) for m in cfg.members and members(cfg)] or [self.outer]
+
+    async def judge(self, client: Client, key: tuple[Query, dict[str, Any], str]) -> dict[str, Any]:
+        if not self.ensemble:
+            return await drive(client, self.outer, key)
+        row, req = self.outer.start(key)
+        if req is None:
+            return row
+        rows = await asyncio.gather(*(drive(client, m, key) for m in self.members))
+        row["verdict"], row["unscored_reason"] = vote([r["verdict"] for r in rows])
+        row["explanation"] = "; ".join(f"{r['judge_model']}: {r['verdict'] or 'unscored'}" for r in rows)
+        row["flags"] = sorted({f for r in rows for f in r["flags"]})
+        keep = ("judge_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")
+        row["members"] = [{k: r.get(k) for k in keep} for r in rows]
+        row["attempts"] = sum(r.get("attempts", 0) for r in rows)
         return row
-    scenario = query.scenario
-    messages = list(req.messages)
-    labels_hint = ", ".join(labels_for(kind, scenario))
-    for attempt in range(cfg.max_reasks + 1):
-        completion = await client.complete(replace(req, messages=list(messages), sample_index=attempt))
-        text = completion.message.get("content") or ""
-        row["raw"].append(text)
-        parsed = parse(text, kind, scenario)
-        if isinstance(parsed, Verdict):
-            row["verdict"] = parsed.label
-            row["explanation"] = parsed.explanation
-            row["unscored_reason"] = None
-            break
-        assert isinstance(parsed, Unscored)
-        row["unscored_reason"] = parsed.reason
-        messages += [
-            {"role": "assistant", "content": text},
-            {"role": "user", "content": _reask(parsed.reason, labels_hint)},
-        ]
-    row["attempts"] = len(row["raw"])
-    return row
+
+    def first_requests(self, key: tuple[Query, dict[str, Any], str]) -> list[Request]:
+        return [req for m in self.members if (req := m.start(key)[1]) is not None]
 
 
-async def _ensemble_one(
-    client: Client,
-    cfg: JudgeConfig,
-    prompts: PromptSet,
-    query: Query,
-    generation: dict[str, Any],
-    kind: str,
-) -> dict[str, Any]:
-    """The members judge the sample at once; the row holds the vote and every member's verdict."""
-    row, req = prepare(cfg, prompts, query, generation, kind)
-    if req is None:  # a rule decided (no reasoning trace): the same for every member
-        return row
-    rows = await asyncio.gather(
-        *(judge_one(client, m, prompts, query, generation, kind) for m in members(cfg))
-    )
-    row["verdict"], row["unscored_reason"] = vote([r["verdict"] for r in rows])
-    row["explanation"] = "; ".join(f"{r['judge_model']}: {r['verdict'] or 'unscored'}" for r in rows)
-    row["flags"] = sorted({f for r in rows for f in r["flags"]})
-    row["members"] = [
-        {k: r.get(k) for k in ("judge_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")}
-        for r in rows
-    ]
-    row["attempts"] = sum(r.get("attempts", 0) for r in rows)
-    return row
+def stage(cfg: JudgeConfig, prompts: PromptSet) -> EnsembleStage:
+    """The judging stage of a run: one judge is an ensemble of one, whose row is that judge's own."""
+    return EnsembleStage(cfg, prompts)

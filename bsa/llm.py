@@ -7,21 +7,29 @@
   Processes sharing a cache dir call once per key and agree on its answer (bsa/cache.py).
 - Retries: tenacity, bounded, exponential jitter, Retry-After honoured, on transient errors only
   (429, 5xx, timeouts, connection errors). LiteLLM's and the openai SDK's own retries are off.
+- Limits: calls in flight per endpoint (adaptive: halved on 429/Retry-After, climbing back while
+  calls succeed; bsa/limits.py), never more than the role's limit, and an optional rpm cap.
+- Several servers for one model (``Endpoint.deployments``): one LiteLLM Router per endpoint spreads
+  the calls and cools a failing server down; the cache key names the set of servers, never the one
+  that answered.
 - LiteLLM is imported lazily: it costs seconds at import and must not fetch a cost map.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any
 
 from bsa.cache import LEASE_S, AnswerCache, Source
+from bsa.limits import Limiter
 
 log = logging.getLogger("bsa.llm")
 
@@ -40,6 +48,11 @@ class Stopped(Exception):
     """No new call is launched: the run is stopping (Ctrl-C, budget, failing provider)."""
 
 
+class OutOfQuota(ModelCallError):
+    """The provider says the account's quota is spent (OpenAI's insufficient_quota): every retry would
+    get the same 429 until someone adds credit. Stops the run at once."""
+
+
 class EndpointUnreachable(ModelCallError):
     """An endpoint that never answered refused or failed every connection (DNS, refused, TLS):
     retrying each call 8 times over hundreds of calls cannot help. Stops the run."""
@@ -48,6 +61,10 @@ class EndpointUnreachable(ModelCallError):
 # Failed connections to an endpoint that has never answered before it is declared down: enough to
 # ride out one flaky DNS answer, few enough to stop within the first window of calls.
 UNREACHABLE_AFTER = 5
+# Several deployments: a server whose calls fail (refused, 5xx, 429, timeout) this many times in a minute
+# is left out for COOLDOWN_S while the others serve; LiteLLM's Router keeps the count.
+DEPLOYMENT_ALLOWED_FAILS = 2
+COOLDOWN_S = 10.0
 
 
 def import_litellm() -> Any:
@@ -64,24 +81,73 @@ def import_litellm() -> Any:
 
 
 @dataclass(frozen=True)
+class Deployment:
+    """One server of several behind an endpoint. Fields as config.Deployment: a None inherits the
+    endpoint's value (``name``: the model string on this server)."""
+
+    api_base: str | None = None
+    name: str | None = None
+    api_key_env: str | None = None
+    rpm: int | None = None  # requests per minute to this server; None = no cap of its own
+
+
+def _env_key(env: str | None, who: str) -> str | None:
+    if not env:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        raise ModelCallError(
+            f"{who}: the environment variable {env} is not set; "
+            f"export {env}=<your key> (keys are read from the environment only)"
+        )
+    return key
+
+
+@dataclass(frozen=True)
 class Endpoint:
     model: str  # LiteLLM model string
     api_base: str | None = None
     api_key_env: str | None = None
     role: str = "model"  # model | judge: named in errors
     # Stands for api_base in the cache key when the server is one we start: its port changes each run.
+    # With deployments it stands for the set of servers (default: a hash of their names and api_bases).
     cache_id: str | None = None
+    rpm: int | None = None  # requests per minute to this endpoint (all its deployments); None = no cap
+    # Several servers for this model: calls go through one LiteLLM Router. Any objects with the fields
+    # of Deployment (config.Deployment included) are accepted and frozen into a tuple.
+    deployments: tuple[Deployment, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.deployments, tuple) or not all(
+            isinstance(d, Deployment) for d in self.deployments
+        ):
+            frozen = tuple(_as_deployment(d) for d in self.deployments)
+            object.__setattr__(self, "deployments", frozen)
 
     def api_key(self) -> str | None:
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ModelCallError(
-                f"{self.role} {self.model}: the environment variable {self.api_key_env} is not set; "
-                f"export {self.api_key_env}=<your key> (keys are read from the environment only)"
-            )
-        return key
+        return _env_key(self.api_key_env, f"{self.role} {self.model}")
+
+    def deployment_key(self, d: Deployment) -> str | None:
+        return _env_key(d.api_key_env or self.api_key_env, f"{self.role} {d.name or self.model}")
+
+    @cached_property
+    def cache_base(self) -> str | None:
+        """What stands for the server in the cache key. One server: cache_id, else api_base. Several:
+        cache_id, else a hash of the sorted (model string, api_base) pairs, so the key is the same
+        whichever server answered and whatever their order; adding or removing a server changes it
+        (another server may serve another build of the model), as a new api_base would."""
+        if self.cache_id or not self.deployments:
+            return self.cache_id or self.api_base
+        pairs = sorted([d.name or self.model, d.api_base or self.api_base or ""] for d in self.deployments)
+        digest = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+        return f"deployments:{digest}"
+
+
+def _as_deployment(d: Any) -> Deployment:
+    if isinstance(d, Deployment):
+        return d
+    get = d.get if isinstance(d, dict) else partial(getattr, d)
+    return Deployment(get("api_base", None), get("name", None), get("api_key_env", None), get("rpm", None))
 
 
 @dataclass(frozen=True)
@@ -96,7 +162,7 @@ class Request:
         payload = {
             "v": _CACHE_VERSION,
             "model": self.endpoint.model,
-            "api_base": self.endpoint.cache_id or self.endpoint.api_base,
+            "api_base": self.endpoint.cache_base,
             "messages": self.messages,
             "params": self.params,
             "sample_index": self.sample_index,
@@ -158,6 +224,8 @@ class Stats:
     # Failed connections (DNS, refused) to an endpoint that never answered: UNREACHABLE_AFTER of them
     # and it is declared down rather than retried call after call.
     unreachable_by: dict[str, int] = field(default_factory=dict)
+    # Per role ("model", "judge"): calls, prompt_tokens, completion_tokens, reasoning_tokens, cost_usd.
+    by_role: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def count_retry(self, endpoint: str, error: BaseException) -> None:
         self.retries += 1
@@ -181,8 +249,13 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
-    choice = resp.choices[0]
+def _to_completion(
+    resp: Any, latency: float, litellm: Any, unpriced: set[str] | None = None, index: int = 0
+) -> Completion:
+    """The response's choice ``index`` as a Completion. With several choices (n > 1) the request's
+    usage and price are on choice 0 and the others carry none, so sums over samples stay exact;
+    each choice's usage says how many samples its request held (``request_samples``)."""
+    choice = resp.choices[index]
     msg = choice.message
     psf = getattr(msg, "provider_specific_fields", None) or {}
     message = {
@@ -200,24 +273,34 @@ def _to_completion(resp: Any, latency: float, litellm: Any) -> Completion:
         rt = getattr(details, "reasoning_tokens", None) if details is not None else None
         if rt:
             usage["reasoning_tokens"] = int(rt)
+    n_choices = len(resp.choices)
+    if n_choices > 1:
+        usage = {**(usage if index == 0 else {}), "request_samples": n_choices}
     # LiteLLM prices each response once already (None when unpriced, e.g. a local server): pricing it
     # again costs CPU on every request and raises for every unpriced one. Only where that price is
     # missing altogether is it computed here.
     hidden = getattr(resp, "_hidden_params", None) or {}
     cost: float | None
+    model = str(getattr(resp, "model", "") or "")
     if "response_cost" in hidden:
         cost = float(hidden["response_cost"]) if hidden["response_cost"] is not None else None
+    elif unpriced is not None and model in unpriced:
+        cost = None  # asked once already: LiteLLM has no price for this model
     else:
         try:
             cost = float(litellm.completion_cost(completion_response=resp))
         except Exception:  # unpriced models raise; cost is then unknown, not zero
             cost = None
+            if unpriced is not None:
+                unpriced.add(model)
+    if index > 0 and cost is not None:
+        cost = 0.0
     return Completion(
         message=_plain(message),
         finish_reason=getattr(choice, "finish_reason", None),
         usage=usage,
         latency_s=round(latency, 4),
-        model=str(getattr(resp, "model", "") or ""),
+        model=model,
         cost_usd=cost,
     )
 
@@ -254,6 +337,18 @@ def _fatal_types(litellm: Any) -> tuple[type[BaseException], ...]:
         "ContextWindowExceededError",
     )
     return tuple(getattr(litellm, n) for n in names if hasattr(litellm, n))
+
+
+_QUOTA_MARKS = ("insufficient_quota", "exceeded your current quota")
+
+
+def out_of_quota(exc: BaseException) -> bool:
+    """A 429 that is not a rate limit but a spent quota (OpenAI: code insufficient_quota, "You exceeded
+    your current quota"): waiting does not help."""
+    if getattr(exc, "status_code", None) != 429 and type(exc).__name__ != "RateLimitError":
+        return False
+    text = f"{exc} {getattr(exc, 'code', '') or ''} {getattr(exc, 'body', '') or ''}".lower()
+    return any(mark in text for mark in _QUOTA_MARKS)
 
 
 def retry_after_s(exc: BaseException) -> float | None:
@@ -365,6 +460,20 @@ def _unreachable_message(ep: Endpoint, base: str | None, how: str, cause: str) -
     return f"{endpoint_label(ep)}{where}: {how} ({cause}); {fix}"
 
 
+@dataclass
+class _Plan:
+    """What every call to one endpoint shares, built once: nothing of it is rebuilt per call."""
+
+    ep: Endpoint
+    label: str
+    kwargs: dict[str, Any]  # model, timeout, retries off, api_base and key where one server
+    call: Any  # litellm.acompletion, or the endpoint's Router's acompletion
+    limiter: Limiter  # this endpoint's calls in flight (adaptive) and rpm
+    role: Limiter  # the role's calls in flight over all its endpoints (fixed)
+    api_key: str | None  # redacted from every message
+    before_sleep: Any = None
+
+
 class Client:
     def __init__(
         self,
@@ -376,14 +485,18 @@ class Client:
         max_requests: int | None = None,
         max_cost_usd: float | None = None,
         lease_s: float = LEASE_S,
+        adaptive: bool = True,
     ) -> None:
+        """``concurrency``: calls in flight, one number for every role or one per role. It is each role's
+        limit over all its endpoints and each endpoint's maximum; ``adaptive`` lets an endpoint's limit
+        drop on 429s and climb back (False: fixed). Rates: ``Endpoint.rpm``, ``Deployment.rpm``."""
         self._cache = AnswerCache(cache_dir, lease_s) if cache_dir else None
         # One limit per role (model, judge), so a slow model server does not hold the judge's slots.
         limits = concurrency if isinstance(concurrency, dict) else {}
         default = concurrency if isinstance(concurrency, int) else max(limits.values(), default=8)
-        self._sems: dict[str, asyncio.Semaphore] = {}
         self._limits = limits
         self._default_limit = default
+        self.adaptive = adaptive
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.max_wait_s = max_wait_s
@@ -392,15 +505,24 @@ class Client:
         self.stats = Stats()
         self.stop_reason: str | None = None
         self._litellm: Any = None
-
-    def _sem(self, role: str) -> asyncio.Semaphore:
-        if role not in self._sems:
-            self._sems[role] = asyncio.Semaphore(self._limits.get(role, self._default_limit))
-        return self._sems[role]
+        self._plans: dict[Endpoint, _Plan] = {}
+        self._roles: dict[str, Limiter] = {}
+        self._endpoint_limiters: dict[str, Limiter] = {}
+        self._unpriced: set[str] = set()  # models LiteLLM has no price for: not asked again
+        self._no_n: set[Endpoint] = set()  # endpoints that refused n > 1: one request per sample
 
     def limit(self, role: str) -> int:
-        """Calls in flight at once for ``role``."""
+        """Calls in flight at once for ``role`` (at most: adaptive endpoint limits may hold fewer)."""
         return self._limits.get(role, self._default_limit)
+
+    def limit_history(self) -> dict[str, list[dict[str, Any]]]:
+        """Every change of an endpoint's limit, by endpoint label: [{t, old, new, reason}] (t: seconds
+        since the endpoint's first call). For run.json."""
+        return {label: list(lim.history) for label, lim in self._endpoint_limiters.items()}
+
+    def current_limits(self) -> dict[str, int]:
+        """Each endpoint's limit now, by label."""
+        return {label: lim.limit for label, lim in self._endpoint_limiters.items()}
 
     def stop(self, reason: str) -> None:
         """Launch no new network call from now on; calls in flight finish."""
@@ -439,7 +561,7 @@ class Client:
     async def store(self, req: Request, completion: Completion) -> Completion:
         """Keep an answer obtained outside ``complete`` (a batch result) under ``req``'s key and count
         it as a call, as an online call would be; first write wins, so the stored answer is returned."""
-        self._account(completion)
+        self._account(completion, req.endpoint.role)
         if self._cache is None:
             return completion
 
@@ -456,17 +578,17 @@ class Client:
             self.stats.cache_hits += 1
             return hit
         if self._litellm is None:
-            self._litellm = import_litellm()
+            self._setup()
         if self.stop_reason is not None:
             raise Stopped(self.stop_reason)
         if self._cache is None:
             completion = await self._call_with_retries(req)
-            self._account(completion)
+            self._account(completion, req.endpoint.role)
             return completion
 
         async def call() -> dict[str, Any]:
             c = await self._call_with_retries(req)
-            self._account(c)  # paid for even when another process's answer is stored first
+            self._account(c, req.endpoint.role)  # paid for even when another process's answer is stored first
             return c.to_json()
 
         got = await self._cache.fetch(key, call)
@@ -476,130 +598,339 @@ class Client:
             self.stats.adopted += 1
         return Completion.from_json(got.value)
 
-    def _account(self, c: Completion) -> None:
-        self.stats.calls += 1
-        self.stats.prompt_tokens += c.usage.get("prompt_tokens", 0)
-        self.stats.completion_tokens += c.usage.get("completion_tokens", 0)
-        self.stats.reasoning_tokens += c.usage.get("reasoning_tokens", 0)
+    async def complete_many(self, reqs: list[Request]) -> list[Completion]:
+        """Answers to requests that differ only in their sample index (one prompt's samples, the first
+        carrying the seed of the run it starts): the uncached ones are asked in ONE request with
+        n = their number, and each choice is cached under its own sample's key, exactly as if it had
+        been asked alone (first write wins). Switching between the two ways never changes a cached
+        result. An endpoint that rejects n (an HTTP 4xx) is asked one sample per request from then on,
+        as are the samples a short reply left out."""
+        out: list[Completion | None] = []
+        for req in reqs:
+            hit = self.lookup(req)
+            if hit is not None:
+                self.stats.cache_hits += 1
+            out.append(hit)
+        missing = [j for j, c in enumerate(out) if c is None]
+        if len(missing) > 1 and reqs[missing[0]].endpoint not in self._no_n:
+            got = await self._complete_n([reqs[j] for j in missing])
+            for j, c in zip(missing, got, strict=False):
+                out[j] = c
+        rest = [j for j, c in enumerate(out) if c is None]
+        answers = await asyncio.gather(*(self.complete(reqs[j]) for j in rest))
+        for j, c in zip(rest, answers, strict=True):
+            out[j] = c
+        return [c for c in out if c is not None]
+
+    async def _complete_n(self, reqs: list[Request]) -> list[Completion]:
+        """One request for ``reqs`` (n = len), its choices stored in order; [] when the endpoint
+        refused n, fewer than asked when the reply was short."""
+        if self._litellm is None:
+            self._setup()
+        if self.stop_reason is not None:
+            raise Stopped(self.stop_reason)
+        first = reqs[0]
+        asked = dataclasses.replace(first, params={**first.params, "n": len(reqs)})
+        try:
+            resp, latency = await self._send(asked)
+        except ModelCallError as e:
+            if not isinstance(e, (TransientFailure, EndpointUnreachable, OutOfQuota)) and " (HTTP 4" in str(
+                e
+            ):
+                self._no_n.add(first.endpoint)
+                log.info(
+                    "%s refused n > 1 (%s): one request per sample from now on",
+                    endpoint_label(first.endpoint),
+                    e,
+                )
+                return []
+            raise
+        choices = [
+            _to_completion(resp, latency, self._litellm, self._unpriced, j)
+            for j in range(min(len(resp.choices), len(reqs)))
+        ]
+        if choices:  # the request's usage and price are on its first choice
+            self._account(choices[0], first.endpoint.role)
+        stored = []
+        for req, c in zip(reqs, choices, strict=False):
+            stored.append(c if self._cache is None else await self._put(req, c))
+        return stored
+
+    async def _put(self, req: Request, c: Completion) -> Completion:
+        assert self._cache is not None
+
+        async def given() -> dict[str, Any]:
+            return c.to_json()
+
+        got = await self._cache.fetch(req.cache_key(), given)
+        return Completion.from_json(got.value)
+
+    def _account(self, c: Completion, role: str = "model") -> None:
+        st = self.stats
+        st.calls += 1
+        prompt = c.usage.get("prompt_tokens", 0)
+        completion = c.usage.get("completion_tokens", 0)
+        reasoning = c.usage.get("reasoning_tokens", 0)
+        st.prompt_tokens += prompt
+        st.completion_tokens += completion
+        st.reasoning_tokens += reasoning
+        mine = st.by_role.get(role)
+        if mine is None:
+            mine = st.by_role[role] = dict.fromkeys(
+                ("calls", "prompt_tokens", "completion_tokens", "reasoning_tokens"), 0
+            ) | {"cost_usd": 0.0}
+        mine["calls"] += 1
+        mine["prompt_tokens"] += prompt
+        mine["completion_tokens"] += completion
+        mine["reasoning_tokens"] += reasoning
         if c.cost_usd:
-            self.stats.cost_usd += c.cost_usd
-            if self.max_cost_usd is not None and self.stats.cost_usd >= self.max_cost_usd:
-                self.stop(f"max_cost_usd={self.max_cost_usd} reached (spent {self.stats.cost_usd:.4f})")
+            st.cost_usd += c.cost_usd
+            mine["cost_usd"] += c.cost_usd
+            if self.max_cost_usd is not None and st.cost_usd >= self.max_cost_usd:
+                self.stop(f"max_cost_usd={self.max_cost_usd} reached (spent {st.cost_usd:.4f})")
 
-    async def _call_with_retries(self, req: Request) -> Completion:
-        from tenacity import (
-            AsyncRetrying,
-            RetryCallState,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_random_exponential,
-        )
+    # -- once per client / per endpoint ------------------------------------------------------------
+    def _setup(self) -> None:
+        """Import LiteLLM and build what every call shares: exception tuples, retry strategies."""
+        from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponential
 
-        litellm = self._litellm
+        litellm = import_litellm()
         transient = _transient_types(litellm)
-        fatal = _fatal_types(litellm)
-        backoff = wait_random_exponential(multiplier=0.5, max=self.max_wait_s)
-        ep = req.endpoint
+        try:  # the Router's "every deployment is cooling down": wait and try again
+            from litellm.types.router import RouterRateLimitError
 
-        def wait(state: RetryCallState) -> float:
+            transient += (RouterRateLimitError,)
+        except ImportError:
+            pass
+        self._transient = transient
+        self._fatal = _fatal_types(litellm)
+        backoff = wait_random_exponential(multiplier=0.5, max=self.max_wait_s)
+
+        def wait(state: Any) -> float:
             exc = state.outcome.exception() if state.outcome else None
             ra = retry_after_s(exc) if exc else None
             return min(ra, self.max_wait_s) if ra is not None else backoff(state)
 
+        self._wait = wait
+        self._retry_if = retry_if_exception(self._is_transient)
+        self._stop_after = stop_after_attempt(self.max_attempts)
+        self._litellm = litellm
+
+    # A fatal error type can also be a subclass of a transient one in some versions: fatal wins.
+    def _is_transient(self, exc: BaseException) -> bool:
+        return (
+            isinstance(exc, self._transient) and not isinstance(exc, self._fatal) and not _client_error(exc)
+        )
+
+    def _role_limiter(self, role: str) -> Limiter:
+        lim = self._roles.get(role)
+        if lim is None:
+            lim = self._roles[role] = Limiter(f"{role} (all endpoints)", self.limit(role), adaptive=False)
+        return lim
+
+    def _plan(self, ep: Endpoint) -> _Plan:
+        plan = self._plans.get(ep)
+        if plan is not None:
+            return plan
         label = endpoint_label(ep)
         api_key = ep.api_key()
+        limiter = self._endpoint_limiters.get(label)
+        if limiter is None:
+            rpm = ep.rpm
+            if ep.deployments and all(d.rpm for d in ep.deployments):
+                # Each server's rpm: their sum caps the endpoint, and the Router weights its picks by
+                # them, so each server gets its share.
+                total = sum(d.rpm or 0 for d in ep.deployments)
+                rpm = min(rpm, total) if rpm else total
+            limiter = Limiter(label, self.limit(ep.role), adaptive=self.adaptive, rpm=rpm)
+            self._endpoint_limiters[label] = limiter
+        kwargs: dict[str, Any] = {"timeout": self.timeout_s, "num_retries": 0}
+        if ep.deployments:
+            router = self._router(ep, label)
+            kwargs["model"] = label  # the Router's model group
+            call = router.acompletion
+        else:
+            kwargs.update(model=ep.model, max_retries=0)
+            if ep.api_base:
+                kwargs["api_base"] = ep.api_base
+            if api_key:
+                kwargs["api_key"] = api_key
+            elif ep.model.startswith("openai/") and ep.api_base:
+                # LiteLLM's openai/ refuses to send without a key (as an InternalServerError that would
+                # be retried); a self-hosted OpenAI-compatible server without auth ignores this placeholder.
+                kwargs["api_key"] = "no-key"
+            call = self._litellm.acompletion
+        plan = _Plan(ep, label, kwargs, call, limiter, self._role_limiter(ep.role), api_key)
+        plan.before_sleep = partial(self._before_sleep, plan)
+        self._plans[ep] = plan
+        return plan
 
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            if exc is None:
-                return
-            self.stats.count_retry(label, exc)
-            # One line per retry floods the console under any fault rate: DEBUG (verbose=true) only;
-            # the stage's progress line counts them and its end sums them per endpoint and kind.
-            log.debug(
-                "%s: %s (attempt %d/%d), retrying in %.1fs: %s",
-                label,
-                error_kind(exc),
-                state.attempt_number,
-                self.max_attempts,
-                state.next_action.sleep if state.next_action else 0.0,
-                _redact(_short(exc, 200), api_key),
-            )
+    def _router(self, ep: Endpoint, label: str) -> Any:
+        """One LiteLLM Router for ``ep``'s deployments, all under one model group. Its own retries are
+        off (ours retry, with Retry-After and the unreachable check); a server that fails
+        DEPLOYMENT_ALLOWED_FAILS times in a minute — refused, 5xx, 429, timeout — is cooled down for
+        COOLDOWN_S and the others take its calls. The explicit per-deployment policy is what makes a
+        refused connection count: LiteLLM's default never cools down on an APIConnectionError."""
+        from litellm import Router
 
-        def check_reachable(exc: BaseException) -> None:
-            """Declare the endpoint down after UNREACHABLE_AFTER failed connections and no answer
-            ever: a wrong host or port fails the same way on every try of every call."""
-            how = connect_failure(exc)
-            if how is None or self.stats.answered_by.get(label):
-                return
-            n = self.stats.unreachable_by[label] = self.stats.unreachable_by.get(label, 0) + 1
-            if n >= UNREACHABLE_AFTER:
-                message = _unreachable_message(
-                    ep,
-                    provider_base(ep, litellm),
-                    f"{how} on {n} tries, never an answer",
-                    _short(_root_cause(exc), 160),
-                )
-                raise EndpointUnreachable(_redact(message, api_key)) from None
-
-        kwargs: dict[str, Any] = dict(req.params)
-        kwargs.update(
-            model=ep.model,
-            messages=req.messages,
-            timeout=self.timeout_s,
+        per_type = ("InternalServerError", "ServiceUnavailableError", "BadGatewayError", "Timeout")
+        policy = {f"{t}AllowedFails": DEPLOYMENT_ALLOWED_FAILS for t in per_type}
+        policy["RateLimitErrorAllowedFails"] = DEPLOYMENT_ALLOWED_FAILS
+        model_list = []
+        for i, d in enumerate(ep.deployments):
+            model = d.name or ep.model
+            params: dict[str, Any] = {"model": model, "timeout": self.timeout_s, "max_retries": 0}
+            base = d.api_base or ep.api_base
+            if base:
+                params["api_base"] = base
+            key = ep.deployment_key(d)
+            if key:
+                params["api_key"] = key
+            elif model.startswith("openai/") and base:
+                params["api_key"] = "no-key"
+            if d.rpm:
+                params["rpm"] = d.rpm  # simple-shuffle weights its picks by rpm
+            info = {"id": f"{label} #{i} {base or ''}", "allowed_fails_policy": dict(policy)}
+            model_list.append({"model_name": label, "litellm_params": params, "model_info": info})
+        return Router(
+            model_list=model_list,
+            routing_strategy="simple-shuffle",
             num_retries=0,
-            max_retries=0,
+            retry_after=0,
+            allowed_fails=DEPLOYMENT_ALLOWED_FAILS,
+            cooldown_time=COOLDOWN_S,
+            set_verbose=False,
         )
-        if ep.api_base:
-            kwargs["api_base"] = ep.api_base
-        if api_key:
-            kwargs["api_key"] = api_key
-        elif ep.model.startswith("openai/") and ep.api_base:
-            # LiteLLM's openai/ refuses to send without a key (as an InternalServerError that would be
-            # retried); a self-hosted OpenAI-compatible server without auth ignores this placeholder.
-            kwargs["api_key"] = "no-key"
 
-        # A fatal error type can also be a subclass of a transient one in some versions: fatal wins.
-        def is_transient(exc: BaseException) -> bool:
-            return isinstance(exc, transient) and not isinstance(exc, fatal) and not _client_error(exc)
+    # -- calls ----------------------------------------------------------------------------------------
+    def _before_sleep(self, plan: _Plan, state: Any) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is None:
+            return
+        self.stats.count_retry(plan.label, exc)
+        # One line per retry floods the console under any fault rate: DEBUG (verbose=true) only;
+        # the stage's progress line counts them and its end sums them per endpoint and kind.
+        log.debug(
+            "%s: %s (attempt %d/%d), retrying in %.1fs: %s",
+            plan.label,
+            error_kind(exc),
+            state.attempt_number,
+            self.max_attempts,
+            state.next_action.sleep if state.next_action else 0.0,
+            _redact(_short(exc, 200), plan.api_key),
+        )
 
+    def _check_reachable(self, plan: _Plan, exc: BaseException) -> None:
+        """Declare the endpoint down after UNREACHABLE_AFTER failed connections and no answer ever: a
+        wrong host or port fails the same way on every try of every call."""
+        how = connect_failure(exc)
+        label = plan.label
+        if how is None or self.stats.answered_by.get(label):
+            return
+        n = self.stats.unreachable_by[label] = self.stats.unreachable_by.get(label, 0) + 1
+        if n >= UNREACHABLE_AFTER:
+            ep = plan.ep
+            base = provider_base(ep, self._litellm)
+            if ep.deployments:
+                base = ", ".join(d.api_base or ep.api_base or "?" for d in ep.deployments)
+            message = _unreachable_message(
+                ep, base, f"{how} on {n} tries, never an answer", _short(_root_cause(exc), 160)
+            )
+            raise EndpointUnreachable(_redact(message, plan.api_key)) from None
+
+    async def _attempt(self, plan: _Plan, req: Request) -> tuple[Any, float]:
+        """One network request under the endpoint's and the role's limits."""
+        epoch = await plan.limiter.acquire()
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_transient),
-                stop=stop_after_attempt(self.max_attempts),
-                wait=wait,
-                before_sleep=before_sleep,
-                reraise=True,
-            ):
-                with attempt:
-                    async with self._sem(ep.role):
-                        self._launch(ep)
-                        t0 = time.perf_counter()
-                        try:
-                            resp = await litellm.acompletion(**kwargs)
-                        except transient as e:
-                            check_reachable(e)
-                            raise
-                        latency = time.perf_counter() - t0
-                        self.stats.answered_by[label] = self.stats.answered_by.get(label, 0) + 1
-            return _to_completion(resp, latency, litellm)
-        except EndpointUnreachable:
+            await plan.role.acquire()
+            try:
+                self._launch(plan.ep)
+                t0 = time.perf_counter()
+                try:
+                    # The endpoint's settings win over a same-named request parameter, as they always have.
+                    resp = await plan.call(**{**req.params, **plan.kwargs, "messages": req.messages})
+                except self._transient as e:
+                    if out_of_quota(e):
+                        raise OutOfQuota(_redact(self._quota_message(plan.ep, e), plan.api_key)) from None
+                    if retry_after_s(e) is not None or getattr(e, "status_code", None) == 429:
+                        plan.limiter.overloaded(epoch, f"{error_kind(e)} from the server")
+                    self._check_reachable(plan, e)
+                    raise
+                latency = time.perf_counter() - t0
+            finally:
+                plan.role.release()
+        finally:
+            plan.limiter.release()
+        plan.limiter.succeeded()
+        answered = self.stats.answered_by
+        answered[plan.label] = answered.get(plan.label, 0) + 1
+        return resp, latency
+
+    async def _retrying(self, plan: _Plan, req: Request, first: BaseException) -> tuple[Any, float]:
+        """The first attempt failed transiently: tenacity takes over, counting it as attempt 1."""
+        from tenacity import AsyncRetrying
+
+        pending = [first]
+        async for attempt in AsyncRetrying(
+            retry=self._retry_if,
+            stop=self._stop_after,
+            wait=self._wait,
+            before_sleep=plan.before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                if pending:
+                    raise pending.pop()
+                return await self._attempt(plan, req)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    async def _call_with_retries(self, req: Request) -> Completion:
+        resp, latency = await self._send(req)
+        return _to_completion(resp, latency, self._litellm, self._unpriced)
+
+    async def _send(self, req: Request) -> tuple[Any, float]:
+        """The provider's response to ``req`` and its latency, retried on transient errors; what
+        cannot succeed is a ModelCallError that says why."""
+        plan = self._plan(req.endpoint)
+        ep = plan.ep
+        try:
+            try:
+                # Most calls succeed at once: no retry machinery is built for them.
+                resp, latency = await self._attempt(plan, req)
+            except self._transient as first:
+                if not self._is_transient(first) or self.max_attempts <= 1:
+                    raise
+                resp, latency = await self._retrying(plan, req, first)
+            return resp, latency
+        except (EndpointUnreachable, OutOfQuota):
             self.stats.failures += 1
             raise
-        except fatal as e:
+        except self._fatal as e:
             self.stats.failures += 1
-            raise ModelCallError(_redact(self._explain(ep, e), api_key)) from None
-        except transient as e:
+            raise ModelCallError(_redact(self._explain(ep, e), plan.api_key)) from None
+        except self._transient as e:
             self.stats.failures += 1
             if _client_error(e):
-                raise ModelCallError(_redact(self._explain(ep, e), api_key)) from None
+                raise ModelCallError(_redact(self._explain(ep, e), plan.api_key)) from None
+            where = ep.api_base or "the provider"
+            if ep.deployments:
+                where = "its servers (" + ", ".join(d.api_base or "?" for d in ep.deployments) + ")"
             raise TransientFailure(
                 _redact(
                     f"{ep.role} {ep.model}: still failing after {self.max_attempts} attempts "
-                    f"({type(e).__name__}: {_short(e)}); check that {ep.api_base or 'the provider'} is up",
-                    api_key,
+                    f"({type(e).__name__}: {_short(e)}); check that {where} is up",
+                    plan.api_key,
                 )
             ) from None
+
+    @staticmethod
+    def _quota_message(ep: Endpoint, e: BaseException) -> str:
+        key = f"the key in {ep.api_key_env}" if ep.api_key_env else "this key"
+        return (
+            f"{endpoint_label(ep)}: the account is out of quota ({_short(e, 200)}); retrying cannot help. "
+            f"Add credit or raise the spending limit of {key} at the provider (OpenAI: "
+            "https://platform.openai.com/settings/organization/billing), or use a key with quota"
+        )
 
     @staticmethod
     def _explain(ep: Endpoint, e: BaseException) -> str:
@@ -629,6 +960,9 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
     import urllib.error
     import urllib.request
 
+    if ep.deployments:
+        _preflight_deployments(ep, timeout_s)
+        return
     ep.api_key()
     if (
         ep.model.startswith("openai/")
@@ -668,6 +1002,35 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
             f"{ep.role} api_base {ep.api_base} is unreachable ({reason}); is the server running, "
             f"and is {ep.role}.api_base right?"
         ) from None
+
+
+def _preflight_deployments(ep: Endpoint, timeout_s: float) -> None:
+    """An endpoint with several servers is reachable when one of them is; the dead ones are named in a
+    warning (the Router cools them down and the others serve). A missing key fails at once."""
+    servers = [
+        Endpoint(d.name or ep.model, d.api_base or ep.api_base, d.api_key_env or ep.api_key_env, ep.role)
+        for d in ep.deployments
+    ]
+    for server in servers:
+        server.api_key()
+    dead: list[str] = []
+    for server in servers:
+        try:
+            preflight(server, timeout_s)
+        except ModelCallError as e:
+            dead.append(str(e))
+    if len(dead) == len(servers):
+        raise EndpointUnreachable(
+            f"{endpoint_label(ep)}: none of its {len(servers)} deployments answers: " + "; ".join(dead)
+        )
+    if dead:
+        log.warning(
+            "%s: %d of %d deployments do not answer, the others will serve: %s",
+            endpoint_label(ep),
+            len(dead),
+            len(servers),
+            "; ".join(dead),
+        )
 
 
 def _check_provider_host(ep: Endpoint, litellm: Any, timeout_s: float) -> None:

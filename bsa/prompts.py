@@ -33,7 +33,7 @@ PUBLISHED_SHA256 = {
     THINKING_FILE: "1bcfe0906882a85f0f37f199626af64b5371e661c658833d2f993e0a5f6e13cf",
     RULES_FILE: "f8220589d42357decd92aa762cc773aa3352dc365d13abc352b4578733a30903",
 }
-PROMPT_SETS = ("published", "bsa")
+
 
 Key = tuple[str, str]  # (kind, scenario); scenario "" for the safety template
 TEMPLATE_FILES: dict[Key, str] = {

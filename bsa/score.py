@@ -1,4 +1,5 @@
 """``python -m bsa.score FILE.csv [--k K [--first-k]] [--alpha A] [--out metrics.json]``
+``python -m bsa.score SHARD_DIR… [--out DIR] [--dataset FILE] [--partial]``
 
 Scores a results CSV in the upstream evaluate.py input format (model_name, id, dataset_name,
 Safe_Ans_Check, Thk_Acc_Judge; one row per sample, several models allowed) with the same metrics as
@@ -8,6 +9,14 @@ dataset (``--dataset``) for per-category metrics; without it categories are empt
 k is the samples per query in the file. A ``--k`` below what the file holds is refused unless
 ``--first-k`` asks to score the first k samples of each query (in file order); queries with fewer
 than k samples are scored on what they have and named in a warning.
+
+Given run dirs instead, they are the shards of one run (``dataset.shard=i/n``, run on several
+machines): ``bsa.shards`` checks they belong together and are all there (``--partial`` merges what
+there is, marked partial), merges their rows in the unsharded run's order and scores them with the
+run's own k and α, as the unsharded run would have. ``--out DIR`` writes the merged run dir
+(metrics.json, bsa_results.csv, generations.jsonl, judgments.jsonl, run.json with ``merged_from``),
+which ``python -m bsa.report`` reads like any run. ``--dataset`` names the dataset file where the one
+the shards recorded is not on this machine.
 """
 
 from __future__ import annotations
@@ -160,24 +169,81 @@ def score_file(
     return score_results(path, k, alpha, dataset, first_k).metrics
 
 
+def _merge_shards(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """Score (and with --out write) the merge of shard run dirs."""
+    for flag, given in (("--k", args.k is not None), ("--first-k", args.first_k), ("--alpha", args.alpha)):
+        if given:
+            p.error(f"{flag} with run dirs: shards are scored with their run's own k and α; drop {flag}")
+    from rich.markup import escape
+
+    from bsa import console, shards
+
+    try:
+        merged = shards.load(args.paths, args.dataset, args.partial, args.custom_categories)
+        if args.out:
+            shards.write(merged, args.out)
+    except (shards.ShardError, ValueError) as e:
+        console.console.print(f"[bold red]bsa.score: {escape(str(e))}[/]")
+        return 2
+    for note in merged.notes:
+        console.console.print(f"[yellow]bsa.score: {escape(note)}[/]")
+    m = merged.metrics
+    if m["partial"]:
+        why = [f"missing shards {', '.join(merged.missing)}"] if merged.missing else []
+        why += [f"{s.name} is {s.info.get('status', 'unknown')}" for s in merged.shards if not s.complete]
+        console.console.print(f"[yellow]bsa.score: partial: {escape('; '.join(why))}[/]")
+    given = len(merged.shards)
+    title = f"{merged.model_name} ({given} shard{'s' if given > 1 else ''} of {merged.shards[0].n} merged)"
+    console.print_metrics(m, title)
+    if args.out:
+        console.console.print(f"Merged run written to {escape(str(args.out))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bsa.score", description=__doc__.split("\n\n")[1])
-    p.add_argument("file", type=Path, help="results CSV in the upstream evaluate.py input format")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="FILE|SHARD_DIR",
+        help="results CSV in the upstream evaluate.py input format, or the run dirs of one run's shards",
+    )
     p.add_argument("--k", type=int, help="samples per query (default: the most any query has in the file)")
     p.add_argument(
         "--first-k", action="store_true", help="score the first k samples of queries that have more"
     )
+    p.add_argument("--alpha", type=float, help="F-score weight (default evaluate.py's)")
     p.add_argument(
-        "--alpha", type=float, default=DEFAULT_ALPHA, help="F-score weight (default evaluate.py's)"
+        "--out", type=Path, help="write the metrics JSON here (shard run dirs: the merged run dir)"
     )
-    p.add_argument("--out", type=Path, help="write the metrics JSON here")
-    p.add_argument("--dataset", type=Path, help="BSA dataset file, for per-category metrics")
+    p.add_argument(
+        "--dataset",
+        type=Path,
+        help="BSA dataset file, for per-category metrics (shard run dirs: where the recorded one is gone)",
+    )
+    p.add_argument(
+        "--partial", action="store_true", help="shard run dirs: merge them though some shards are missing"
+    )
     p.add_argument(
         "--custom-categories",
         action="store_true",
         help="accept --dataset primary categories outside the nine (shown as '<name> (custom)')",
     )
     args = p.parse_args(argv)
+    dirs = [path for path in args.paths if path.is_dir()]
+    if dirs and len(dirs) < len(args.paths):
+        files = ", ".join(str(path) for path in args.paths if not path.is_dir())
+        p.error(f"{files}: not a run dir; give either one results CSV or the run dirs of one run's shards")
+    if dirs:
+        return _merge_shards(args, p)
+    if len(args.paths) > 1:
+        p.error("give one results CSV (several models may share it), or the run dirs of one run's shards")
+    if args.partial:
+        p.error("--partial is for shard run dirs, not a results CSV")
+    args.file = args.paths[0]
+    if args.alpha is None:
+        args.alpha = DEFAULT_ALPHA
     if args.k is not None and args.k < 1:
         p.error(f"--k {args.k}: must be at least 1")
     if not 0 < args.alpha < 1:

@@ -3,10 +3,16 @@
 The harness picks a free loopback port, starts the server in its own process group, waits until
 ``/v1/models`` answers, and stops the whole group at the end: on success, on errors, on Ctrl-C
 and on SIGTERM, so no server outlives the run.
+
+``acquire`` hands out servers from a process-wide pool, so that the points of a Hydra sweep run in
+one process (the default launcher) reuse a server that serves the same thing instead of restarting
+it per point; outside such a sweep it behaves as ``ManagedServer`` does.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.util
 import json
 import logging
@@ -16,12 +22,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from bsa.config import ServeConfig
+from bsa.config import Config, JudgeConfig, ModelConfig, ServeConfig
 
 log = logging.getLogger("bsa.server")
 
@@ -231,3 +240,237 @@ class ManagedServer:
             except ProcessLookupError:
                 pass
             proc.wait(timeout=grace_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# A process-wide pool: one server per launch command, reused across the points of a sweep.
+
+ServerFactory = Callable[[ServeConfig, "str | None", Path, str], ManagedServer]
+
+
+def launch_key(server: ManagedServer) -> tuple[str, ...]:
+    """What makes two servers interchangeable: the full launch command, minus the port when the
+    port was picked free (an explicit ``serve.port`` stays in the key)."""
+    cmd = list(server.cmd)
+    if server.serve.port is None:
+        port = str(server.port)
+        for i, arg in enumerate(cmd):
+            if arg == port and i > 0 and cmd[i - 1] == "--port":
+                cmd[i] = "{port}"
+            elif arg == f"--port={port}":
+                cmd[i] = "--port={port}"
+    return tuple(cmd)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A server handed out by ``ServerPool.acquire``: the server, and whether this acquire reused it."""
+
+    server: ManagedServer
+    reused: bool  # True: started by an earlier acquire (an earlier sweep point); its log is there
+
+    @property
+    def api_base(self) -> str:
+        return self.server.api_base
+
+    @property
+    def cmd(self) -> list[str]:
+        return self.server.cmd
+
+    @property
+    def log_path(self) -> Path:
+        return self.server.log_path
+
+
+@dataclass
+class _Entry:
+    server: ManagedServer
+    users: int = 0
+
+
+def in_process_sweep() -> bool:
+    """True inside a Hydra multirun whose launcher runs the points one after another in this process
+    (Hydra's basic launcher): only then does a server kept after a point serve a later one. joblib
+    workers and submitit jobs are other processes, so there a server is stopped when its point ends."""
+    if "hydra" not in sys.modules:  # never import Hydra just to ask
+        return False
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    hc = HydraConfig.get()
+    target = str(hc.launcher.get("_target_", "")) if hc.launcher is not None else ""
+    return hc.mode == RunMode.MULTIRUN and target.endswith(".BasicLauncher")
+
+
+class ServerPool:
+    """Running managed servers keyed by their launch command (``launch_key``).
+
+    ``acquire`` returns a running server whose command (minus a free port) is the one this
+    ``serve``/``hf_model`` would start: the pooled one when it is still alive and answers, else a new
+    one. A kept server stays up after its user is done, until a later acquire needs a server the
+    pool does not hold (every idle server is stopped first, so the pool never holds more servers than
+    one point uses, and a GPU is free for the next model), or ``close()``: at interpreter exit, and at
+    the end of a Hydra multirun (``bsa.sweep.StopServers``). A server in use is never stopped by
+    another acquire. Thread-safe; starting holds the pool's lock, so two acquires of one command
+    start one server.
+    """
+
+    def __init__(self, factory: ServerFactory = ManagedServer) -> None:
+        self.factory = factory  # (serve, hf_model, log_dir, role) -> ManagedServer, not started
+        self._entries: dict[tuple[str, ...], _Entry] = {}
+        self._lock = threading.Lock()
+        self._atexit = False
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @contextlib.contextmanager
+    def acquire(
+        self,
+        serve: ServeConfig,
+        hf_model: str | None,
+        run_dir: Path,
+        role: str = "model",
+        keep: bool | None = None,
+    ) -> Iterator[Lease]:
+        """A running server for ``serve``/``hf_model`` (see ``bsa.server.acquire``)."""
+        if keep is None:
+            keep = in_process_sweep()
+        candidate = self.factory(serve, hf_model, run_dir, role)
+        key = launch_key(candidate)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not _alive(entry.server):
+                log.warning(
+                    "the pooled %s server at %s is gone; starting a new one",
+                    serve.backend,
+                    entry.server.api_base,
+                )
+                self._entries.pop(key)
+                if entry.users == 0:
+                    entry.server.stop()
+                entry = None
+            reused = entry is not None
+            if entry is None:
+                self._stop_idle()
+                candidate.__enter__()  # start and wait; stops it again if it never gets ready
+                entry = self._entries[key] = _Entry(candidate)
+                if not self._atexit:
+                    atexit.register(self.close)
+                    self._atexit = True
+            else:
+                log.info("reusing the %s server at %s (%s)", serve.backend, entry.server.api_base, role)
+            entry.users += 1
+        try:
+            yield Lease(entry.server, reused)
+        finally:
+            with self._lock:
+                entry.users -= 1
+                pooled = self._entries.get(key) is entry  # not so once replaced or closed
+                if entry.users == 0 and (not keep or not pooled):
+                    if pooled:
+                        del self._entries[key]
+                    entry.server.stop()
+
+    def _stop_idle(self) -> None:
+        for key, entry in list(self._entries.items()):
+            if entry.users == 0:
+                del self._entries[key]
+                entry.server.stop()
+
+    def stop_idle(self) -> None:
+        """Stop every server no one is using now."""
+        with self._lock:
+            self._stop_idle()
+
+    def close(self) -> None:
+        """Stop every pooled server, in use or not (interpreter exit, end of a multirun)."""
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), {}
+        for entry in entries:
+            entry.server.stop()
+
+
+def _alive(server: ManagedServer) -> bool:
+    return server.proc is not None and server.proc.poll() is None and models_ready(server.api_base)
+
+
+POOL = ServerPool()
+
+
+def acquire(
+    serve: ServeConfig, hf_model: str | None, run_dir: Path, role: str = "model", keep: bool | None = None
+) -> contextlib.AbstractContextManager[Lease]:
+    """A running managed server for ``serve`` (and ``hf_model`` for vLLM), from the process-wide pool.
+
+    Use it where ``ManagedServer(serve, hf_model, run_dir, role)`` was used::
+
+        lease = stack.enter_context(server.acquire(model.serve, model.hf_model, run_dir, "model"))
+        lease.api_base  # http://127.0.0.1:<port>/v1
+        lease.cmd       # the launch command (with its port)
+        lease.reused    # True: an earlier sweep point started it; its log is lease.log_path
+                        # (in that point's run dir), not run_dir/server_<role>.log
+
+    A server is reused when its launch command (``launch_key``: the full command minus a free port)
+    is the one this call would start; its cache identity (``identity``) is then equal too. A
+    different command gets its own server; any idle one is stopped first.
+
+    ``keep`` (default: ``in_process_sweep()``): keep the server running when the ``with`` block ends,
+    for the next point of the sweep. By default that is so only inside a Hydra multirun run by the
+    basic launcher, whose points share this process; a single run, a test calling ``run`` directly,
+    and joblib/submitit points (each its own worker process: reuse across processes is not done)
+    stop the server when the block ends, as ``ManagedServer`` does. Kept servers are stopped when
+    another command is needed, at the end of the multirun (``bsa.sweep.StopServers``, registered in
+    conf/config.yaml) and at interpreter exit (atexit, which a SIGTERM turned into SystemExit
+    reaches too; a SIGKILL reaches nothing).
+
+    Raises ``ServerError`` as ``ManagedServer`` does when the server cannot start.
+    """
+    return POOL.acquire(serve, hf_model, run_dir, role, keep)
+
+
+def serve_roles(
+    stack: contextlib.ExitStack, cfg: Config, run_dir: Path, with_model: bool = True
+) -> tuple[ModelConfig, JudgeConfig, list[str]]:
+    """Start (or reuse, in a sweep) the managed servers a run's config asks for; return the model and
+    judge configs pointing at them, and a line per server for run.json."""
+    import dataclasses
+
+    from bsa import console
+
+    model, judge_cfg = cfg.model, cfg.judge
+    notes = []
+    model_server: Lease | None = None
+
+    def started(lease: Lease, what: str) -> None:
+        how = f"reused (its log: {lease.log_path})" if lease.reused else "started"
+        notes.append(f"{what} server: {' '.join(lease.cmd)} at {lease.api_base}, {how}")
+        if lease.reused:
+            console.console.print(f"Reusing the {what} server of an earlier sweep point at {lease.api_base}")
+
+    if with_model and model.serve.backend != "none":
+        console.console.print(f"Starting the {model.serve.backend} server for {model.name} …")
+        model_server = stack.enter_context(acquire(model.serve, model.hf_model, run_dir, "model"))
+        model = dataclasses.replace(model, api_base=model_server.api_base)
+        started(model_server, "model")
+    if judge_cfg.serve.backend == "model" and model_server is not None:
+        # The judge shares the model's server, and so its cache identity.
+        judge_cfg = dataclasses.replace(judge_cfg, api_base=model_server.api_base, serve=model.serve)
+    elif judge_cfg.serve.backend != "none":
+        if judge_cfg.serve.backend == "model":
+            # The model is remote: the embedded judge gets a llama.cpp server of its own.
+            judge_cfg = dataclasses.replace(
+                judge_cfg, serve=dataclasses.replace(judge_cfg.serve, backend="llama_cpp")
+            )
+            console.console.print(
+                "[bold yellow]The judge is the embedded demo model (SmolLM2-135M): its verdicts are not "
+                "meaningful. For real results use judge=gpt4o (OPENAI_API_KEY) or judge=openai_compatible.[/]"
+            )
+        console.console.print(f"Starting the {judge_cfg.serve.backend} server for the judge …")
+        js = stack.enter_context(acquire(judge_cfg.serve, None, run_dir, "judge"))
+        judge_cfg = dataclasses.replace(judge_cfg, api_base=js.api_base)
+        started(js, "judge")
+    return model, judge_cfg, notes

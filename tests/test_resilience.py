@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,13 +152,14 @@ def test_a_judge_that_stays_down_stops_the_run_and_invents_no_verdict(
     # 3 calls x 2 attempts, plus the one other call in the window; then no new call was launched.
     assert judge_calls <= 8
     res = err.value.results
-    assert len(res.generations) == 12  # everything finished is kept
+    # Everything finished is kept (generations go on while the judge fails: the stages are pipelined).
+    assert 0 < len(res.generations) == _lines(tmp_path / "run" / "generations.jsonl") <= 12
     assert res.judgments == []  # no verdict was invented for a failed call
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert m["partial"] is True and m["unjudged_samples"] == 12
+    assert m["partial"] is True and m["unjudged_samples"] == len(res.generations)
     assert m["unscored_safety"] == 0 and m["safe_at_1"] is None
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["status"] == "stopped" and info["failures"]["count"] == 3
+    assert info["status"] == "stopped" and info["failures"]["count"] == failed
 
 
 def test_unreachable_api_base_fails_in_seconds(tmp_path: Path, make_config: Callable[..., Config]) -> None:
@@ -199,9 +201,12 @@ def test_request_budget_stops_cleanly_keeping_partial_results(
             run(cfg, tmp_path / "run")
         assert len(server.chat_requests()) == 20
     res = err.value.results
-    assert len(res.generations) == 12 and len(res.judgments) == 8
+    # Each row was one request; judgments start as soon as their sample lands (pipelined).
+    assert len(res.generations) + len(res.judgments) == 20 and res.judgments
     assert res.metrics["partial"] is True and res.metrics["stop_reason"] == "max_requests=20 reached"
-    assert res.metrics["n_queries"] == 2  # only fully judged samples count
+    judged = Counter((j["id"], j["sample_index"]) for j in res.judgments)
+    scored = {qid for (qid, _), n in judged.items() if n == 2}
+    assert res.metrics["n_queries"] == len(scored)  # only fully judged samples count
 
 
 def test_cost_budget_stops_the_run(tmp_path: Path, make_config: Callable[..., Config]) -> None:
@@ -369,10 +374,11 @@ def test_first_ctrl_c_finishes_calls_in_flight_and_writes_partial_metrics(tmp_pa
         assert m["partial"] is True and m["stop_reason"].startswith("interrupted")
         gens = (run_dir / "generations.jsonl").read_text().splitlines()
         assert all(json.loads(line)["answer"] for line in gens)  # every kept row is whole
-        # A second Ctrl-C stops at once.
+        # A second Ctrl-C stops at once (judgments began before the first stop: they are pipelined).
+        judged = _lines(run_dir / "judgments.jsonl")
         proc = subprocess.Popen([*cmd, f"resume={run_dir}"], cwd=REPO, env=env, stdout=subprocess.PIPE)
         time.sleep(0.1)
-        while _lines(run_dir / "judgments.jsonl") < 4 and proc.poll() is None:
+        while _lines(run_dir / "judgments.jsonl") < judged + 4 and proc.poll() is None:
             time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.05)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scripted_server import Reply, ScriptedServer
@@ -16,7 +21,10 @@ from bsa.config import ServeConfig
 from bsa.server import (
     ManagedServer,
     ServerError,
+    ServerPool,
     free_port,
+    in_process_sweep,
+    launch_key,
     llama_cpp_command,
     models_ready,
     reasoning_parser_for,
@@ -163,3 +171,125 @@ def test_vllm_real_launch(tmp_path: Path) -> None:
     serve = ServeConfig(backend="vllm", served_name="qwen", max_model_len=4096, startup_timeout_s=900)
     with ManagedServer(serve, "Qwen/Qwen3-0.6B", tmp_path) as srv:
         assert models_ready(srv.api_base)
+
+
+# --- The process-wide pool (bsa.server.acquire): one server per launch command, kept across points.
+
+# Stands in for `vllm serve …`: takes the same arguments, answers /v1/models, and notes each start.
+FAKE_VLLM = """
+import http.server, json, os, sys
+args = sys.argv[1:]
+port = int(args[args.index("--port") + 1])
+with open(os.environ["BSA_TEST_STARTS"], "a") as f:
+    f.write(json.dumps({"pid": os.getpid(), "args": args}) + "\\n")
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = json.dumps({"data": [{"id": args[args.index("--served-model-name") + 1]}]}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+def fake_vllm(serve: ServeConfig, hf_model: str | None, log_dir: Path, role: str) -> ManagedServer:
+    """A real ManagedServer for vLLM whose program is FAKE_VLLM, given vLLM's own arguments."""
+    srv = ManagedServer(serve, hf_model, log_dir, role)
+    srv.cmd = [sys.executable, "-c", FAKE_VLLM, *srv.cmd[srv.cmd.index("serve") :]]
+    return srv
+
+
+@pytest.fixture
+def starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[dict[str, Any]]]:
+    path = tmp_path / "starts.jsonl"
+    monkeypatch.setenv("BSA_TEST_STARTS", str(path))
+    return lambda: [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+VLLM = ServeConfig(backend="vllm", served_name="m", startup_timeout_s=30)
+
+
+def test_launch_key_ignores_a_free_port_but_not_a_fixed_one(tmp_path: Path) -> None:
+    a, b = (ManagedServer(VLLM, "Qwen/Qwen3-8B", tmp_path) for _ in range(2))
+    assert a.port != b.port and launch_key(a) == launch_key(b)
+    assert "{port}" in launch_key(a) and str(a.port) not in launch_key(a)
+    assert launch_key(ManagedServer(VLLM, "Qwen/Qwen3-14B", tmp_path)) != launch_key(a)
+    lora = dataclasses.replace(VLLM, lora_modules={"safety": "/ckpt/lora"})
+    assert launch_key(ManagedServer(lora, "Qwen/Qwen3-8B", tmp_path)) != launch_key(a)
+    fixed = dataclasses.replace(VLLM, port=8123)
+    assert "8123" in launch_key(ManagedServer(fixed, "Qwen/Qwen3-8B", tmp_path))
+
+
+def test_pool_reuses_the_server_of_the_same_command_and_replaces_another(
+    tmp_path: Path, starts: Callable[[], list[dict[str, Any]]]
+) -> None:
+    pool = ServerPool(fake_vllm)
+    with pool.acquire(VLLM, "Qwen/Qwen3-8B", tmp_path / "p0", "model", keep=True) as first:
+        assert not first.reused and models_ready(first.api_base)
+        proc = first.server.proc
+    assert proc is not None and proc.poll() is None  # kept after its point
+    with pool.acquire(dataclasses.replace(VLLM), "Qwen/Qwen3-8B", tmp_path / "p1", keep=True) as again:
+        assert again.reused and again.server is first.server and again.api_base == first.api_base
+        assert again.log_path == tmp_path / "p0" / "server_model.log"  # where it was started
+    assert len(starts()) == 1
+    with pool.acquire(VLLM, "Qwen/Qwen3-14B", tmp_path / "p2", keep=True) as other:
+        assert not other.reused and other.api_base != first.api_base and models_ready(other.api_base)
+        assert proc.poll() is not None  # the idle 8B server was stopped before the 14B one started
+    assert [s["args"][1] for s in starts()] == ["Qwen/Qwen3-8B", "Qwen/Qwen3-14B"]
+    assert len(pool) == 1
+    pool.close()
+    assert len(pool) == 0 and other.server.proc is None
+
+
+def test_pool_never_stops_a_server_in_use(tmp_path: Path, starts: Callable[[], list[dict[str, Any]]]) -> None:
+    pool = ServerPool(fake_vllm)
+    judge = dataclasses.replace(VLLM, served_name="j")
+    with pool.acquire(VLLM, "Qwen/Qwen3-8B", tmp_path, "model", keep=True) as model:
+        with pool.acquire(judge, "Qwen/Qwen3-8B", tmp_path, "judge", keep=True) as j:
+            assert j.api_base != model.api_base
+            assert models_ready(model.api_base) and models_ready(j.api_base)
+    assert len(starts()) == 2 and len(pool) == 2
+    procs = [model.server.proc, j.server.proc]
+    pool.close()
+    assert all(p is not None and p.poll() is not None for p in procs)
+
+
+def test_outside_a_sweep_the_server_stops_when_its_run_ends(
+    tmp_path: Path, starts: Callable[[], list[dict[str, Any]]]
+) -> None:
+    assert not in_process_sweep()
+    pool = ServerPool(fake_vllm)
+    for _ in range(2):
+        with pool.acquire(VLLM, "Qwen/Qwen3-8B", tmp_path) as lease:  # keep: in_process_sweep()
+            assert not lease.reused
+            proc = lease.server.proc
+        assert proc is not None and proc.poll() is not None and len(pool) == 0
+    assert len(starts()) == 2
+
+
+def test_a_pooled_server_that_died_is_started_again(
+    tmp_path: Path, starts: Callable[[], list[dict[str, Any]]]
+) -> None:
+    pool = ServerPool(fake_vllm)
+    with pool.acquire(VLLM, "Qwen/Qwen3-8B", tmp_path, keep=True) as lease:
+        dead = lease.server.proc
+    assert dead is not None
+    os.killpg(dead.pid, signal.SIGKILL)
+    dead.wait(timeout=10)
+    with pool.acquire(VLLM, "Qwen/Qwen3-8B", tmp_path, keep=True) as lease:
+        assert not lease.reused and models_ready(lease.api_base)
+    assert len(starts()) == 2
+    pool.close()
+
+
+def test_a_server_that_fails_to_start_is_not_pooled(tmp_path: Path) -> None:
+    def broken(serve: ServeConfig, hf_model: str | None, log_dir: Path, role: str) -> ManagedServer:
+        srv = ManagedServer(serve, hf_model, log_dir, role)
+        srv.cmd = [sys.executable, "-c", "import sys; print('CUDA out of memory'); sys.exit(3)"]
+        return srv
+
+    pool = ServerPool(broken)
+    with pytest.raises(ServerError, match="CUDA out of memory"):
+        with pool.acquire(VLLM, "Qwen/Qwen3-8B", tmp_path, keep=True):
+            pass
+    assert len(pool) == 0

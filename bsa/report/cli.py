@@ -9,6 +9,11 @@ RUN_DIRS it finds every run under outputs/ (single runs and multirun sweeps); a 
 a folder holding runs. Writes report.md, a self-contained report.html
 (plots embedded) and leaderboard.csv into outputs/report/ (or --out).
 
+Shards (``dataset.shard=i/n``): the run dirs of one run's shards, named together or found under a
+folder, are one run in the report, merged as ``bsa.shards`` merges them (the same metrics as the
+unsharded run); a missing shard leaves that run partial, named in its notes. A merged run dir
+(``python -m bsa.score SHARD_DIR… --out DIR``) stands for the shards it lists, found beside it.
+
 Metrics are recomputed from each run's generations and judgments (so a stopped run shows what it
 finished, marked) with ``bsa.metrics.compute``; intervals come from ``bsa.stats``.
 """
@@ -23,7 +28,7 @@ from bsa import results, stats
 from bsa.report.assemble import Report, build
 from bsa.report.comparability import ASPECTS, describe_judging, key
 from bsa.report.html import render_html
-from bsa.report.loading import load_run
+from bsa.report.loading import load_run, load_runs
 from bsa.report.markdown import render_markdown
 from bsa.report.pairs import Pair, compare
 from bsa.report.plots import Figures, make_figures
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.compare:
             return run_compare(args.compare, args.n_boot, args.seed, args.alpha)
-        runs = [load_run(path, args.alpha) for path in discover(args.runs, args.root)]
+        runs = load_runs(discover(args.runs, args.root), args.alpha)
         report = build(runs, args.n_boot, args.seed)
         out_dir = args.out or args.root / REPORT_DIR
         write_report(report, out_dir, args.examples)

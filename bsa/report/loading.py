@@ -1,22 +1,26 @@
 """One run dir read back: metrics recomputed from its jsonl files with ``bsa.metrics.compute``, and
-notes saying what is missing, stopped or inconsistent."""
+notes saying what is missing, stopped or inconsistent. The run dirs of one run's shards
+(``dataset.shard=i/n``) are read back together as that one run (``load_shards``, via ``bsa.shards``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bsa import data, results, stats
+from bsa import data, results, shards, stats
 from bsa.config import DEFAULT_ALPHA, SCENARIOS
 from bsa.data import DatasetError, Query
 from bsa.metrics import compute
 from bsa.report.runs import JudgePrompts, QuerySet, ReportError, Row, Run
+from bsa.shards import ShardError
 from bsa.verdict import SAFETY, THINK
 
 
@@ -231,19 +235,71 @@ def load_run(path: Path, alpha: float | None = None) -> Run:
     if info is None:  # written atomically, so rare; show the run with what its other files hold
         info = {"status": "unreadable"}
         notes.append("run.json is not valid JSON; model, dataset and status unknown")
-    cfg = _read_yaml(path / ".hydra" / "config.yaml")
-    choices = _dig(_read_yaml(path / ".hydra" / "hydra.yaml"), "hydra", "runtime", "choices") or {}
+    gens = _read_rows(path / results.GENERATIONS, notes)
+    judgments = _read_rows(path / results.JUDGMENTS, notes)
+    return _run(path, info, gens, judgments, alpha, notes, _read_json(path / results.METRICS))
+
+
+def load_shards(paths: Sequence[Path], alpha: float | None = None) -> Run:
+    """The run dirs of one run's shards (``dataset.shard=i/n``) as that one run (``bsa.shards``); a
+    missing shard is shown as a partial run, named in its notes. Raises ReportError for dirs that
+    are not shards of one run."""
+    try:
+        parts = [shards.read_shard(p) for p in paths]
+        missing = shards.check(parts, partial=True)
+    except ShardError as e:
+        raise ReportError(str(e)) from None
+    try:
+        queries: list[Query] | None = shards.selection(parts)
+    except ShardError:
+        queries = None  # said in the merge's notes; per-category results are then left out
+    merged = shards.merge(parts, queries, missing)
+    done = ", ".join(f"{s.i}/{s.n}" for s in merged.shards)
+    notes = [f"merged from shards {done}", *merged.notes]  # a missing shard: run.json's stop_reason
+    # Shown as the folder holding the shards (a sweep dir, typically); configs from the first shard.
+    path = Path(os.path.commonpath([str(s.path) for s in merged.shards]))
+    first = merged.shards[0].path
+    return _run(path, merged.info, merged.generations, merged.judgments, alpha, notes, None, first)
+
+
+def load_runs(paths: Sequence[Path], alpha: float | None = None) -> list[Run]:
+    """Run dirs as runs: the shards of one run together as that run (``load_shards``), any other
+    dir on its own (``load_run``). In the order given."""
+    out = []
+    for group in shards.group(paths):
+        if len(group) == 1 and shards.shard_of(group[0]) is None:
+            out.append(load_run(group[0], alpha))
+        else:
+            out.append(load_shards(group, alpha))
+    return out
+
+
+def _run(
+    path: Path,
+    info: dict[str, Any],
+    rows: list[Row],
+    judgment_rows: list[Row],
+    alpha: float | None,
+    notes: list[str],
+    recorded: dict[str, Any] | None,
+    config_dir: Path | None = None,
+) -> Run:
+    """A Run from run.json's content and the rows; the config is read from ``config_dir`` (default
+    ``path``)'s .hydra/."""
+    hydra = (config_dir or path) / ".hydra"
+    cfg = _read_yaml(hydra / "config.yaml")
+    choices = _dig(_read_yaml(hydra / "hydra.yaml"), "hydra", "runtime", "choices") or {}
     # Rows without the join keys (hand-edited, or from another version) are skipped, not fatal.
     gens = [
         g
-        for g in _read_rows(path / results.GENERATIONS, notes)
+        for g in rows
         if g.get("id") is not None
         and isinstance(g.get("sample_index"), int)
         and g.get("scenario") in SCENARIOS
     ]
     judgments = [
         j
-        for j in _read_rows(path / results.JUDGMENTS, notes)
+        for j in judgment_rows
         if j.get("id") is not None
         and isinstance(j.get("sample_index"), int)
         and j.get("kind") in (SAFETY, THINK)
@@ -257,7 +313,6 @@ def load_run(path: Path, alpha: float | None = None) -> Run:
     notes = _status_notes(info, m, k, n) + notes
     if _dig(info, "dataset", "demo"):
         notes.append("demo data, not the BSA benchmark")
-    recorded = _read_json(path / results.METRICS)
     if m and recorded and recorded.get("alpha") == run_alpha:
         if any(
             not math.isclose(recorded.get(key) or 0, m[key] or 0, abs_tol=1e-6)

@@ -1,0 +1,297 @@
+"""The run's work over its run dir: k samples per query, each judged for safety and thinking.
+
+Generation jobs are queued for the samples the run dir lacks, judgment jobs for the samples it has
+but has not judged; each generation that lands queues its own two judgments at once (pipelined), so
+both servers work together. What a job returns is appended to the run dir as it lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bsa.data import Query
+from bsa.generate import GenerationStage
+from bsa.judge import EnsembleStage
+from bsa.llm import Client
+from bsa.rundir import RunState
+from bsa.scheduler import Scheduler
+from bsa.verdict import SAFETY, THINK
+
+if TYPE_CHECKING:
+    from bsa.batch import BatchReport
+
+Row = dict[str, Any]
+KINDS = (SAFETY, THINK)
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """judge.batch: where the batch ids are kept (the run dir) and how batches are polled."""
+
+    state_path: Path
+    poll_s: float
+    max_requests: int
+    on_progress: Callable[[str], None] | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        client: Client,
+        state: RunState,
+        queries: list[Query],
+        k: int,
+        generation: GenerationStage | None,  # None: judge the run dir's generations only (a re-judge)
+        judging: EnsembleStage,
+        batch_samples: bool = False,
+    ) -> None:
+        self.client, self.state, self.queries, self.k = client, state, queries, k
+        self.generation, self.judging = generation, judging
+        self.batch_samples = batch_samples
+        self._pipelined = True  # a landed generation queues its judgments
+        # Generations the plan found in the cache: they land when scheduled, without a job.
+        self._cached: dict[tuple[str, int], Row] = {}
+
+    def missing(self, q: Query) -> list[int]:
+        if self.generation is None:
+            return []
+        return [i for i in range(self.k) if (q.id, i) not in self.state.gens]
+
+    def plan(self) -> dict[str, int]:
+        """What is left to call and how much of it the cache already holds (first judge attempts;
+        samples not generated yet cannot be looked up and count as to call)."""
+        gen_todo = gen_cached = judge_todo = judge_cached = 0
+        per_sample = 2 * len(self.judging.members)
+        for q in self.queries:
+            for i in range(self.k):
+                g = self.state.gens.get((q.id, i))
+                if g is None:
+                    if self.generation is None:
+                        continue
+                    gen_todo += 1
+                    hit = self.client.lookup(self.generation.request(q, i))
+                    if hit is None:
+                        judge_todo += per_sample
+                        continue
+                    gen_cached += 1
+                    g = self._cached[(q.id, i)] = self.generation.row(q, i, hit)
+                for kind in KINDS:
+                    if (q.id, i, kind) in self.state.judged:
+                        continue
+                    for req in self.judging.first_requests((q, g, kind)):
+                        judge_todo += 1
+                        judge_cached += self.client.cached(req)
+        return {
+            "queries": len(self.queries),
+            "k": self.k,
+            "generations_done": len(self.state.gens),
+            "judgments_done": len(self.state.judged),
+            "generation_calls": gen_todo,
+            "generation_cached": gen_cached,
+            "judge_calls": judge_todo,
+            "judge_cached": judge_cached,
+        }
+
+    def estimate_inputs(self) -> dict[str, Any]:
+        """What ``bsa.cost.estimate`` needs for a dry run: every request the run would send that can
+        be built now (cached or not), per line; the judge calls of samples not generated yet, which
+        cannot (counted per line, with a prototype request built on a placeholder sample); and the
+        completion tokens of generations already made."""
+        requests: dict[str, list[Any]] = {"model": [], "judge:safety": [], "judge:think": []}
+        unknown = {"judge:safety": 0, "judge:think": 0}
+        members = len(self.judging.members)
+        completions = [0, 0]
+        for g in self.state.gens.values():
+            completions[0] += 1
+            completions[1] += int((g.get("usage") or {}).get("completion_tokens", 0))
+        for q in self.queries:
+            for i in range(self.k):
+                g = self.state.gens.get((q.id, i))
+                if g is None:
+                    if self.generation is None:
+                        continue
+                    req = self.generation.request(q, i)
+                    requests["model"].append(req)
+                    hit = self.client.lookup(req)
+                    if hit is None:
+                        unknown["judge:safety"] += members
+                        unknown["judge:think"] += members
+                        continue
+                    g = self.generation.row(q, i, hit)
+                    completions[0] += 1
+                    completions[1] += int(hit.usage.get("completion_tokens", 0))
+                for kind in KINDS:
+                    if (q.id, i, kind) not in self.state.judged:
+                        requests[f"judge:{kind}"] += self.judging.first_requests((q, g, kind))
+        prototypes: dict[str, Any] = {}
+        if self.queries:
+            q = self.queries[0]
+            placeholder = {"sample_index": 0, "reasoning": "…", "answer": "…"}
+            for kind in KINDS:
+                reqs = self.judging.first_requests((q, placeholder, kind))
+                if reqs:
+                    prototypes[f"judge:{kind}"] = reqs[0]
+        observed = {"model": (completions[0], completions[1])} if completions[0] else None
+        return {
+            "requests_by_role": requests,
+            "planned_unknown": unknown,
+            "prototypes": prototypes,
+            "observed": observed,
+        }
+
+    def expected(self) -> tuple[int, int]:
+        """(generation jobs, judgment jobs) this run will see if nothing fails."""
+        gens = sum(len(self.missing(q)) for q in self.queries)
+        judgments = 2 * (len(self.state.gens) + gens) - len(self.state.judged)
+        return gens - len(self._cached), judgments  # cached generations land without a job
+
+    async def execute(self, scheduler: Scheduler, batch: BatchSettings | None = None) -> BatchReport | None:
+        """Run the work. Online: one pass, each judgment queued as its sample lands. With ``batch``
+        (judge.batch): generation first, then every first judge request through the provider's batch
+        API into the cache, then the judging pass, whose first attempts the cache answers (re-asks and
+        lines the batch failed go online)."""
+        if batch is None:
+            self.schedule(scheduler)
+            await scheduler.run()
+            return None
+        judge_lane = scheduler.lanes["judge"]
+        expected, judge_lane.expected = judge_lane.expected, 0
+        self.schedule(scheduler, judgments=False)
+        await scheduler.run()
+        if scheduler.control.stopping:
+            return None
+        from bsa.batch import prefetch
+
+        requests = [
+            req
+            for q, g, kind in self.pending_judgments()
+            for req in self.judging.first_requests((q, g, kind))
+        ]
+        report = await prefetch(
+            self.client,
+            requests,
+            batch.state_path,
+            poll_s=batch.poll_s,
+            max_requests=batch.max_requests,
+            on_progress=batch.on_progress,
+        )
+        if report.stopped:  # its batches are still running: judging online now would pay twice
+            return report
+        judge_lane.expected = expected
+        self.schedule(scheduler, generations=False)
+        await scheduler.run()
+        return report
+
+    def pending_judgments(self) -> list[tuple[Query, Row, str]]:
+        return [
+            (self.state.by_id[g["id"]], g, kind)
+            for g in self.state.gens.values()
+            for kind in KINDS
+            if (g["id"], g["sample_index"], kind) not in self.state.judged
+        ]
+
+    def schedule(self, scheduler: Scheduler, generations: bool = True, judgments: bool = True) -> None:
+        """Queue the jobs: generations in query order, then the judgments of samples already
+        generated; each new generation queues its own judgments when it lands (unless
+        ``judgments=False``: batch judging collects them after generation)."""
+        self._pipelined = judgments
+        if not generations:
+            for q, g, kind in self.pending_judgments():
+                self._queue_judgment(scheduler, q, g, kind)
+            return
+        # The judgments of samples the run dir already holds (before cached generations land below,
+        # which queue their own).
+        if judgments:
+            for q, g, kind in self.pending_judgments():
+                self._queue_judgment(scheduler, q, g, kind)
+        for q in self.queries:
+            missing = []
+            for i in self.missing(q):
+                cached = self._cached.pop((q.id, i), None)
+                if cached is None:
+                    missing.append(i)
+                    continue
+                self.client.stats.cache_hits += 1
+                self.state.keep_generation(cached)
+                self._queue_judgments(scheduler, q, cached)
+            if self.batch_samples and len(missing) > 1:
+                for run in _contiguous(missing):
+                    self._queue_samples(scheduler, q, run)
+            else:
+                for i in missing:
+                    self._queue_generation(scheduler, q, i)
+
+    def _queue_generation(self, scheduler: Scheduler, q: Query, i: int) -> None:
+        from bsa.calls import drive
+
+        stage = self.generation
+        assert stage is not None
+        client = self.client
+
+        def landed(row: Row) -> None:
+            self.state.keep_generation(row)
+            self._queue_judgments(scheduler, q, row)
+
+        scheduler.submit(
+            "model",
+            {"stage": "generate", "id": q.id, "sample_index": i},
+            lambda: drive(client, stage, (q, i)),
+            landed,
+            on_fail=lambda: self._judgments_lost(scheduler, 1),
+        )
+
+    def _queue_samples(self, scheduler: Scheduler, q: Query, indices: list[int]) -> None:
+        """Several samples of one query in one request (n = their number): sampling.batch_samples."""
+        stage = self.generation
+        assert stage is not None
+        client = self.client
+
+        def landed(rows: list[Row]) -> None:
+            for row in rows:
+                self.state.keep_generation(row)
+                self._queue_judgments(scheduler, q, row)
+
+        scheduler.submit(
+            "model",
+            {"stage": "generate", "id": q.id, "sample_index": indices[0], "samples": indices},
+            lambda: stage.many(client, q, indices),
+            landed,
+            weight=len(indices),
+            on_fail=lambda: self._judgments_lost(scheduler, len(indices)),
+        )
+
+    def _judgments_lost(self, scheduler: Scheduler, samples: int) -> None:
+        """Samples that failed to generate will queue no judgment: the judge's bar stops counting them."""
+        lane = scheduler.lanes["judge"]
+        lane.expected = max(0, lane.expected - len(KINDS) * samples)
+
+    def _queue_judgments(self, scheduler: Scheduler, q: Query, g: Row) -> None:
+        if not self._pipelined:
+            return
+        for kind in KINDS:
+            if (q.id, g["sample_index"], kind) not in self.state.judged:
+                self._queue_judgment(scheduler, q, g, kind)
+
+    def _queue_judgment(self, scheduler: Scheduler, q: Query, g: Row, kind: str) -> None:
+        client, judging, key = self.client, self.judging, (q, g, kind)
+        scheduler.submit(
+            "judge",
+            {"stage": "judge", "id": q.id, "sample_index": g["sample_index"], "kind": kind},
+            lambda: judging.judge(client, key),
+            self.state.keep_judgment,
+        )
+
+
+def _contiguous(indices: list[int]) -> list[list[int]]:
+    """[0, 1, 3, 4] -> [[0, 1], [3, 4]]: one n-request per run of consecutive sample indices, so that
+    sample i of a request that starts at index s is sent seed + s and its choice i - s answers it."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs

@@ -1,0 +1,302 @@
+"""The scheduler: a queue of jobs per role, each role with its own window of jobs in flight.
+
+Jobs are enqueued as work becomes known, not listed up front: a finished generation enqueues its
+sample's judgments, so the judge works while the model still generates. The window bounds what a
+dead provider is sent (2 × the role's limit of calls in flight: the client's limits do the fine
+control). Outcomes come back through one queue, so each costs O(1) whatever the window; the progress
+display is redrawn from counters a few times a second, never per job.
+
+The stop policy sits beside the queues (``Control``): a fatal error, a run of consecutive failures,
+a budget or Ctrl-C launches no new job, lets jobs in flight finish within the grace period, and a
+second Ctrl-C (or SIGTERM) stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bsa import console
+from bsa.llm import Client, ModelCallError, Stopped, TransientFailure, retry_summary_lines
+
+Row = dict[str, Any]
+Job = Callable[[], Awaitable[Any]]
+Sink = Callable[[Any], None]
+TICK_S = 0.25  # progress redraws and the grace-period check: often enough to read, cheap at any rate
+
+
+@dataclass
+class Control:
+    """Shared state of one run's jobs: the client's stop switch, failures, hard interrupt."""
+
+    client: Client
+    max_consecutive_failures: int
+    grace_s: float
+    failures: list[Row] = field(default_factory=list)
+    # Failures in a row per role: a model that answers must not hide a judge that is down.
+    consecutive: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False  # a second Ctrl-C or SIGTERM: stop at once
+    stopped_at: float | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.client.stop_reason is not None or self.interrupted
+
+    def stop(self, reason: str) -> None:
+        if self.client.stop_reason is None:
+            self.client.stop(reason)
+            self.stopped_at = time.monotonic()
+            from rich.markup import escape  # a provider's error text is not markup
+
+            end = "" if reason.endswith((".", "?", "!")) else "."
+            console.console.print(f"[yellow]Stopping: {escape(reason)}{end} Calls in flight may finish.[/]")
+
+    def succeeded(self, role: str) -> None:
+        self.consecutive[role] = 0
+
+    def failed(self, role: str, key: Row, exc: ModelCallError) -> None:
+        self.failures.append({**key, "error": str(exc), "type": type(exc).__name__})
+        if not isinstance(exc, TransientFailure):
+            self.stop(f"fatal error: {exc}")
+            return
+        n = self.consecutive[role] = self.consecutive.get(role, 0) + 1
+        if n >= self.max_consecutive_failures:
+            self.stop(f"{n} calls in a row failed after all retries (last: {exc})")
+
+    def over_grace(self) -> bool:
+        return self.stopped_at is not None and time.monotonic() - self.stopped_at > self.grace_s
+
+
+@dataclass
+class Lane:
+    """One role's queue: jobs waiting, jobs in flight, and its counts for the progress line."""
+
+    role: str
+    title: str
+    window: int
+    expected: int = 0  # jobs this lane will see if nothing fails (the bar's total)
+    waiting: deque[tuple[Row, Job, Sink, int]] = field(default_factory=deque)
+    in_flight: int = 0
+    in_flight_weight: int = 0
+    waiting_weight: int = 0
+    done: int = 0
+    failed: int = 0
+    task: Any = None  # its rich progress task id
+
+
+class Scheduler:
+    def __init__(self, control: Control, show_progress: bool) -> None:
+        self.control = control
+        self.show_progress = show_progress
+        self.lanes: dict[str, Lane] = {}
+        self._outcomes: asyncio.Queue[tuple[Lane, Row, Sink, int, asyncio.Task[Any]] | None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_fail: dict[int, Callable[[], None]] = {}  # by id() of the job's key
+
+    def lane(self, role: str, title: str, window: int, expected: int) -> None:
+        self.lanes[role] = Lane(role, title, max(1, window), expected)
+
+    def submit(
+        self,
+        role: str,
+        key: Row,
+        job: Job,
+        sink: Sink,
+        weight: int = 1,
+        on_fail: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue a job for ``role``; ``sink`` gets its result (a sink may submit more jobs). ``weight``:
+        the units of work it stands for on the progress bar (the samples of one n=k request);
+        ``on_fail``: called when it fails for good (the work it would have queued never comes)."""
+        lane = self.lanes[role]
+        if on_fail is not None:
+            self._on_fail[id(key)] = on_fail
+        lane.waiting.append((key, job, sink, weight))
+        lane.waiting_weight += weight
+
+    def _launch(self) -> None:
+        if self.control.stopping:
+            return
+        assert self._outcomes is not None
+        outcomes = self._outcomes
+        for lane in self.lanes.values():
+            while lane.in_flight < lane.window and lane.waiting:
+                key, job, sink, weight = lane.waiting.popleft()
+                lane.waiting_weight -= weight
+                task = asyncio.ensure_future(job())
+                lane.in_flight += 1
+                lane.in_flight_weight += weight
+                self._tasks.add(task)
+                task.add_done_callback(
+                    lambda t, lane=lane, key=key, sink=sink, w=weight: outcomes.put_nowait(
+                        (lane, key, sink, w, t)
+                    )
+                )
+
+    def _settle(self, lane: Lane, key: Row, sink: Sink, weight: int, task: asyncio.Task[Any]) -> None:
+        lane.in_flight -= 1
+        lane.in_flight_weight -= weight
+        self._tasks.discard(task)
+        on_fail = self._on_fail.pop(id(key), None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            lane.done += weight
+            self.control.succeeded(lane.role)
+            sink(task.result())
+        elif isinstance(exc, Stopped):
+            return
+        elif isinstance(exc, ModelCallError):
+            lane.failed += weight
+            self.control.failed(lane.role, key, exc)
+            if on_fail is not None:
+                on_fail()
+        else:
+            raise exc
+
+    async def run(self) -> None:
+        """Run until every queue is empty and nothing is in flight, or the run stops. Ctrl-C stops
+        launching (a second one stops at once); SIGTERM stops at once."""
+        installed = self._install_signals()
+        try:
+            await self._run()
+        finally:
+            loop = asyncio.get_running_loop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _install_signals(self) -> list[int]:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        control = self.control
+
+        def on_interrupt() -> None:
+            if control.client.stop_reason is None:
+                control.stop("interrupted (Ctrl-C again to stop at once)")
+            else:
+                control.interrupted = True
+                if main is not None:
+                    main.cancel()
+
+        def on_term() -> None:
+            control.interrupted = True
+            if main is not None:
+                main.cancel()
+
+        installed = []
+        for sig, handler in ((signal.SIGINT, on_interrupt), (signal.SIGTERM, on_term)):
+            try:
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                pass
+        return installed
+
+    async def _run(self) -> None:
+        from rich.markup import escape
+
+        stats = self.control.client.stats
+        retries_before = copy.deepcopy(stats.retries_by)
+        progress = _progress(self.show_progress)
+        self._outcomes = asyncio.Queue()
+        outcomes = self._outcomes
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(TICK_S)
+                outcomes.put_nowait(None)
+
+        ticker = asyncio.ensure_future(tick())
+        try:
+            with progress:
+                for lane in self.lanes.values():
+                    if lane.expected or lane.waiting:
+                        lane.task = progress.add_task(lane.title, total=lane.expected, tally="")
+                self._launch()
+                while any(lane.in_flight for lane in self.lanes.values()):
+                    item = await outcomes.get()
+                    while True:
+                        if item is not None:
+                            self._settle(*item)
+                        try:
+                            item = outcomes.get_nowait()
+                        except asyncio.QueueEmpty:
+                            break
+                    if self.control.interrupted or self.control.over_grace():
+                        break
+                    self._launch()
+                    self._draw(progress, retries_before)
+                self._draw(progress, retries_before)
+        finally:
+            ticker.cancel()
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(ticker, *self._tasks, return_exceptions=True)
+            self._tasks.clear()
+        for line in retry_summary_lines(stats, since=retries_before):
+            console.console.print(f"[yellow]{escape(line)}[/]")
+
+    def _draw(self, progress: Any, retries_before: dict[str, dict[str, int]]) -> None:
+        if progress.disable:
+            return
+        stats = self.control.client.stats
+        for lane in self.lanes.values():
+            if lane.task is None:
+                if not (lane.waiting or lane.in_flight):
+                    continue
+                lane.task = progress.add_task(lane.title, total=lane.expected, tally="")
+            retries = sum(
+                n - retries_before.get(label, {}).get(kind, 0)
+                for label, kinds in stats.retries_by.items()
+                if label.startswith(lane.role + " ")
+                for kind, n in kinds.items()
+            )
+            parts = [f"[red]{lane.failed} failed[/]"] if lane.failed else []
+            if retries:
+                parts.append(f"{retries} retries")
+            total = max(lane.expected, lane.done + lane.failed + lane.in_flight_weight + lane.waiting_weight)
+            progress.update(
+                lane.task, completed=lane.done, total=total, tally="".join(f" · {p}" for p in parts)
+            )
+
+
+def _progress(show: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Column
+    from rich.text import Text
+
+    class Title(ProgressColumn):
+        # The one column that gives way on a narrow terminal, cut with an ellipsis: the counts and
+        # times beside it are what the line is for (the plan panel names the model in full).
+        def render(self, task: Task) -> Text:
+            return Text(task.description, style="bold", no_wrap=True, overflow="ellipsis")
+
+    def whole() -> Column:
+        return Column(no_wrap=True)
+
+    return Progress(
+        Title(),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} done{task.fields[tally]}", table_column=whole()),
+        TimeElapsedColumn(table_column=whole()),
+        TextColumn("ETA", table_column=whole()),
+        TimeRemainingColumn(table_column=whole()),
+        console=console.console,
+        disable=not show,
+        refresh_per_second=4,
+    )
