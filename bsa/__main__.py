@@ -38,8 +38,9 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+# The configs ship inside the package (bsa/conf/), found from this file wherever bsa is installed.
 # Absolute: a relative path is read as a Python module path when entered through the `bsa` script.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -69,10 +70,13 @@ def execute(
 ) -> float | None:
     """Run, print the tables, and exit with the run's status: 2 bad input, 3 incomplete, 130 Ctrl-C.
 
+    A point of a sweep (``-m``) does not exit: it records how it ended (``bsa.sweep.record``) and
+    returns, so that Hydra runs the other points; Ctrl-C still stops the sweep.
+
     ``generations`` (a ``bsa.run.GivenGenerations``): judge those instead of generating.
     ``hydra_files``: written into ``run_dir/.hydra/`` once the run dir accepts the run.
     """
-    from bsa import console
+    from bsa import console, sweep
     from bsa.data import DatasetError
     from bsa.llm import ModelCallError
     from bsa.prompts import TemplateError
@@ -86,19 +90,22 @@ def execute(
     try:
         if cfg.dry_run:
             console.print_dry_run(dry_run(cfg, run_dir, generations))
-            return None
+            return _ended(run_dir, 0)
         res = run(cfg, run_dir, generations, hydra_files)
     except RunIncomplete as e:
         incomplete, res = e, e.results
     except (ConfigError, DatasetError, TemplateError, ModelCallError, ServerError, FileNotFoundError) as e:
         console.console.print(f"[bold red]bsa: {e}[/]")
         console.console.print(f"Finished rows, if any, are kept in {run_dir}")
-        sys.exit(2)
+        return _ended(run_dir, 2, f"{type(e).__name__}: {e}")
     except KeyboardInterrupt:
         console.console.print(
             f"[yellow]Interrupted; finished rows and partial metrics are in {run_dir}. "
             f"Run the same command with resume={run_dir} to finish.[/]"
         )
+        if sweep.in_sweep():
+            sweep.record(run_dir, 130, "interrupted (Ctrl-C)")
+            raise  # stops the whole sweep
         sys.exit(130)
     s = res.stats
     extra = {
@@ -128,7 +135,11 @@ def execute(
     if incomplete is not None:
         console.console.print(f"[bold red]bsa: the run is incomplete: {incomplete}[/]")
         console.console.print(f"Results so far: [bold]{res.run_dir}[/]")
-        sys.exit(3)
+        if sweep.in_sweep() and (res.stop_reason or "").startswith("interrupted"):
+            # Ctrl-C in a sweep (the first one lets calls in flight finish): the sweep stops too.
+            sweep.record(res.run_dir, 3, f"the run is incomplete: {incomplete}")
+            raise KeyboardInterrupt
+        return _ended(res.run_dir, 3, f"the run is incomplete: {incomplete}")
     embedded = cfg.model.serve.backend == "llama_cpp" and cfg.model.serve.model_path is None
     if generations is None and embedded and cfg.judge.serve.backend == "model":
         data = (
@@ -141,8 +152,19 @@ def execute(
             "  DEEPSEEK_API_KEY=… OPENAI_API_KEY=… python -m bsa model=deepseek_r1[/]"
         )
     console.console.print(f"Results: [bold]{res.run_dir}[/]")
+    _ended(res.run_dir, 0)
     f = res.metrics.get("f_score")
     return float(f) if f is not None else None
+
+
+def _ended(run_dir: Path, code: int, reason: str = "") -> None:
+    """A single run exits with ``code`` (unless 0); a sweep point records it and returns."""
+    from bsa import sweep
+
+    if sweep.in_sweep():
+        sweep.record(run_dir, code, reason)
+    elif code:
+        sys.exit(code)
 
 
 def _score_labels(run_dir: Path, labels_csv: Path) -> None:
@@ -174,7 +196,17 @@ def main() -> None:
         sys.exit(2)
     # Hydra owns argv and has no -v: spell it as the config key it stands for.
     sys.argv[1:] = ["verbose=true" if a in ("-v", "--verbose") else a for a in sys.argv[1:]]
-    _hydra_main()
+    from bsa import sweep
+
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        if sweep.interrupted():  # a sweep was running: it says what had finished
+            sys.exit(130)
+        raise
+    # Hydra has returned: a sweep ran every point, wrote its report and named the failed ones.
+    if sweep.exit_code():
+        sys.exit(sweep.exit_code())
 
 
 if __name__ == "__main__":

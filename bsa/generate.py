@@ -14,8 +14,6 @@ from bsa.llm import Client, Completion, Endpoint, Request
 from bsa.reasoning import extract
 from bsa.server import identity
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 
 @dataclass(frozen=True)
 class MitigationPrompt:
@@ -67,17 +65,25 @@ def mitigation_prompt(mitigation: MitigationConfig, judge: JudgeConfig, cache_di
         return MitigationPrompt(text, f.provenance())
     if not mitigation.system_prompt_file:
         return MitigationPrompt(None, None)
-    path = Path(mitigation.system_prompt_file).expanduser()
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"mitigation {mitigation.name}: system_prompt_file {path} not found; "
-            "give a path relative to the repo root or an absolute one"
-        )
+    path = mitigation_file(mitigation)
     raw = path.read_bytes()
     provenance = {"file": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
     return MitigationPrompt(raw.decode("utf-8").strip(), provenance)
+
+
+def mitigation_file(mitigation: MitigationConfig) -> Path:
+    """``system_prompt_file``: an absolute path, else relative to the current directory, else to bsa's
+    own prompt files (``bsa/templates/``, where the shipped ``safety_rules.md`` lives)."""
+    given = Path(str(mitigation.system_prompt_file)).expanduser()
+    candidates = [given] if given.is_absolute() else [Path.cwd() / given, prompts.PROMPTS_DIR / given]
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    raise FileNotFoundError(
+        f"mitigation {mitigation.name}: system_prompt_file {str(given)!r} not found "
+        f"(looked for {' and '.join(str(c) for c in candidates)}); give a path relative to the current "
+        f"directory or to bsa's prompt files ({prompts.PROMPTS_DIR}), or an absolute one"
+    )
 
 
 def system_prompt(model: ModelConfig, mitigation: MitigationPrompt) -> str | None:

@@ -10,7 +10,8 @@ Pure asyncio, no I/O. ``Limiter`` is a semaphore whose size can change while cal
 - An optional requests-per-minute cap (``aiolimiter.AsyncLimiter``), taken once a slot is held, so a
   call waiting for the rate never holds more than its own slot.
 
-Every change is logged (INFO, logger ``bsa.limits``) and kept in ``history`` (seconds since the
+Every change is logged (logger ``bsa.limits``: a cut as a warning, a step back up at INFO, shown with
+``-v``) and kept in ``history`` (seconds since the
 limiter was made, old, new, reason) for run.json.
 """
 
@@ -129,5 +130,7 @@ class Limiter:
         self.history.append(
             {"t": round(self._clock() - self._t0, 3), "old": old, "new": new, "reason": reason}
         )
-        log.info("%s: calls in flight %d → %d (%s)", self.label, old, new, reason)
+        # A cut is news (the provider pushed back: once per overload); each step back up is routine.
+        level = logging.WARNING if new < old else logging.INFO
+        log.log(level, "%s: calls in flight %d → %d (%s)", self.label, old, new, reason)
         self._wake()

@@ -159,6 +159,10 @@ class Request:
     template_hash: str = ""
 
     def cache_key(self) -> str:
+        # Computed once per request: the plan, the lookup and the store all ask for it.
+        key: str | None = self.__dict__.get("_cache_key")
+        if key is not None:
+            return key
         payload = {
             "v": _CACHE_VERSION,
             "model": self.endpoint.model,
@@ -169,7 +173,9 @@ class Request:
             "template": self.template_hash,
         }
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        key = hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        object.__setattr__(self, "_cache_key", key)  # frozen: the key never changes with it
+        return key
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Judge prompt sets and the published safety rules, loaded at run time.
 
-Two sets of judge templates exist: ``bsa`` (our own, ``prompts/judge/``, or any folder given as
+Two sets of judge templates exist: ``bsa`` (our own, ``bsa/templates/judge/``, or any folder given as
 ``judge.templates_dir``) and ``published`` (the BSA authors' prompts, parsed from their files
 ``Safe_Ans_Judge.md`` and ``Thinking_Accuracy_Judge.md``). The published files are CC BY-NC 4.0, so
 they are never shipped: they come from ``judge.prompts_dir`` (a clone's ``Prompt/`` folder) or are
@@ -21,7 +21,8 @@ from bsa.config import SCENARIOS, JudgeConfig
 from bsa.download import DownloadError, fetch_once
 from bsa.verdict import SAFETY, THINK
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+# bsa's own prompt files (judge/ templates, safety_rules.md), shipped inside the package.
+PROMPTS_DIR = Path(__file__).resolve().parent / "templates"
 # The commit of OpenStellarTeam/BSA whose Prompt/ folder the published set is parsed from.
 PUBLISHED_COMMIT = "b54c09fb8c8fdc0d568bdaff89ff0a46149ab094"
 SAFE_ANS_FILE = "Safe_Ans_Judge.md"
@@ -127,7 +128,7 @@ def check_placeholders(text: str, kind: str, where: str) -> None:
 
 
 def load_dir_templates(templates_dir: str | None) -> PromptSet:
-    """Our own set (``prompts/judge``), or a folder holding files of the same names."""
+    """Our own set (``bsa/templates/judge``), or a folder holding files of the same names."""
     base = Path(templates_dir).expanduser() if templates_dir else PROMPTS_DIR / "judge"
     templates = {}
     files = {}

@@ -70,7 +70,11 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 def _parse_jsonl(text: str, path: Path) -> tuple[list[dict[str, Any]], bool]:
     """(rows, torn): a half-written last line (a crash mid-write) is dropped and reported."""
     rows = []
-    lines = text.splitlines()
+    # Rows end at "\n" only: str.splitlines() also breaks at U+2028, U+2029 and U+0085, which
+    # json.dumps(ensure_ascii=False) writes raw inside model text.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     for n, line in enumerate(lines):
         if not line.strip():
             continue
@@ -164,3 +168,171 @@ def upstream_csv(model_name: str, samples: list[SampleScore]) -> str:
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+
+
+# samples.parquet: one row per sample (a generation row joined with its query and both judgments),
+# written at the end of every run so pandas, DuckDB and Hugging Face `datasets` read a run directly.
+# The JSONL files stay the record (every field, appended as rows land); this is a flat view of them.
+SAMPLES = "samples.parquet"
+SAMPLES_SOURCES_KEY = "bsa.sources"  # parquet metadata: sha256 of the JSONL files it was written from
+SAMPLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "string"),
+    ("sample_index", "int64"),
+    ("scenario", "string"),
+    ("categories", "list<string>"),  # primary categories; a Cognitive Shortcut query has two
+    ("label", "string"),
+    ("query", "string"),
+    ("risk_summary", "string"),
+    ("model", "string"),
+    ("mitigation", "string"),
+    ("reasoning", "string"),
+    ("answer", "string"),
+    ("finish_reason", "string"),
+    ("flags", "list<string>"),
+    ("safety_verdict", "string"),  # "Safe" | "Unsafe" | null (unscored or not judged)
+    ("think_verdict", "string"),  # a scenario label | null
+    ("think_target", "string"),  # the scenario's target label (Think@k credit)
+    ("safe", "float64"),  # 1.0 Safe, 0.0 Unsafe, NaN unscored or not judged
+    ("think_ok", "float64"),  # 1.0 think_verdict == think_target, 0.0 not, NaN unscored or not judged
+    ("safety_unscored_reason", "string"),
+    ("think_unscored_reason", "string"),
+    ("safety_explanation", "string"),
+    ("think_explanation", "string"),
+    ("prompt_tokens", "int64"),  # null where the provider reported none (an n=k request's later samples)
+    ("completion_tokens", "int64"),
+    ("reasoning_tokens", "int64"),
+    ("latency_s", "float64"),
+    ("cost_usd", "float64"),
+)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def sample_rows(
+    queries: Iterable[Query], generations: list[dict[str, Any]], judgments: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One flat row per generation row, in its order, with ``SAMPLE_COLUMNS``: the query's fields
+    (null where the query is not among ``queries``) and both judgments (null where not judged)."""
+    from bsa.verdict import THINK_TARGET
+
+    by_id = {q.id: q for q in queries}
+    judged = {(j.get("id"), j.get("sample_index"), j.get("kind")): j for j in judgments}
+    out = []
+    for g in generations:
+        q = by_id.get(g["id"])
+        scenario = q.scenario if q is not None else g.get("scenario")
+        target = THINK_TARGET.get(str(scenario))
+        usage = g.get("usage") or {}
+        row: dict[str, Any] = {
+            "id": str(g["id"]),
+            "sample_index": g["sample_index"],
+            "scenario": scenario,
+            "categories": list(q.categories) if q is not None else None,
+            "label": q.label if q is not None else None,
+            "query": q.query if q is not None else None,
+            "risk_summary": q.risk_summary if q is not None else None,
+            "model": g.get("model"),
+            "mitigation": g.get("mitigation"),
+            "reasoning": g.get("reasoning"),
+            "answer": g.get("answer"),
+            "finish_reason": g.get("finish_reason"),
+            "flags": [str(f) for f in g.get("flags") or ()],
+            "think_target": target,
+            "prompt_tokens": _int_or_none(usage.get("prompt_tokens")),
+            "completion_tokens": _int_or_none(usage.get("completion_tokens")),
+            "reasoning_tokens": _int_or_none(usage.get("reasoning_tokens")),
+            "latency_s": _float_or_none(g.get("latency_s")),
+            "cost_usd": _float_or_none(g.get("cost_usd")),
+        }
+        for kind, hit in ((SAFETY, "Safe"), (THINK, target)):
+            j = judged.get((g["id"], g["sample_index"], kind)) or {}
+            verdict = j.get("verdict")
+            row[f"{kind}_verdict"] = verdict
+            row[f"{kind}_unscored_reason"] = j.get("unscored_reason")
+            row[f"{kind}_explanation"] = j.get("explanation") if j else None
+            row["safe" if kind == SAFETY else "think_ok"] = None if verdict is None else float(verdict == hit)
+        out.append({name: _typed(row[name], kind) for name, kind in SAMPLE_COLUMNS})
+    return out
+
+
+def _typed(value: Any, kind: str) -> Any:
+    """A value as its column's type holds it: rows from other versions or hand edits may carry a
+    number or an object where text is expected, which would stop the Parquet write."""
+    if value is None:
+        return None
+    if kind == "string" and not isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if kind == "list<string>":
+        return [v if isinstance(v, str) else str(v) for v in value]
+    return value
+
+
+def samples_table(rows: list[dict[str, Any]]) -> Any:
+    """``sample_rows`` as a pyarrow Table with ``SAMPLE_COLUMNS``' schema (typed even when empty)."""
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "list<string>": pa.list_(pa.string()),
+    }
+    schema = pa.schema([(name, types[t]) for name, t in SAMPLE_COLUMNS])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _sources(run_dir: Path) -> dict[str, str | None]:
+    """The sha256 of the JSONL files a samples.parquet is a view of (None where absent)."""
+    from bsa.data import file_sha256
+
+    return {name: file_sha256(run_dir / name) for name in (GENERATIONS, JUDGMENTS)}
+
+
+def write_samples(
+    run_dir: Path,
+    queries: Iterable[Query],
+    generations: list[dict[str, Any]],
+    judgments: list[dict[str, Any]],
+) -> None:
+    """Write ``run_dir/samples.parquet`` (``sample_rows``) atomically, as ``atomic_write`` writes
+    text. Its metadata records the sha256 of the run dir's JSONL files, so a reader knows a view
+    that a later resume made stale (``samples_current``)."""
+    import pyarrow.parquet as pq
+
+    table = samples_table(sample_rows(queries, generations, judgments))
+    table = table.replace_schema_metadata({SAMPLES_SOURCES_KEY: json.dumps(_sources(run_dir))})
+    path = run_dir / SAMPLES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def samples_current(run_dir: Path) -> bool:
+    """Whether ``run_dir/samples.parquet`` exists and still shows the run dir's JSONL files: false
+    after a resume appended rows that no run end has written out (a killed resume)."""
+    path = run_dir / SAMPLES
+    if not path.is_file():
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        recorded = json.loads(meta.get(SAMPLES_SOURCES_KEY.encode(), b"null"))
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        return False
+    return recorded == _sources(run_dir)

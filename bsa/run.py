@@ -381,6 +381,7 @@ def _finish(
         m["stop_reason"] = stop_reason
     results.write_metrics(run_dir / results.METRICS, m)
     results.atomic_write(run_dir / results.RESULTS_CSV, results.upstream_csv(cfg.model.name, samples))
+    results.write_samples(run_dir, queries, gens, judgments)  # samples.parquet: pandas, DuckDB, datasets
     res = Results(run_dir, m, gens, judgments, client.stats, queries, stop_reason, control.failures)
     info.update(
         status="complete" if res.complete else ("interrupted" if control.interrupted else "stopped"),

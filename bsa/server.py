@@ -424,7 +424,7 @@ def acquire(
     and joblib/submitit points (each its own worker process: reuse across processes is not done)
     stop the server when the block ends, as ``ManagedServer`` does. Kept servers are stopped when
     another command is needed, at the end of the multirun (``bsa.sweep.StopServers``, registered in
-    conf/config.yaml) and at interpreter exit (atexit, which a SIGTERM turned into SystemExit
+    bsa/conf/config.yaml) and at interpreter exit (atexit, which a SIGTERM turned into SystemExit
     reaches too; a SIGKILL reaches nothing).
 
     Raises ``ServerError`` as ``ManagedServer`` does when the server cannot start.

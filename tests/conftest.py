@@ -1,4 +1,4 @@
-"""Shared fixtures: compose the real conf/ with Hydra's compose API; locate the BSA dataset."""
+"""Shared fixtures: compose the real bsa/conf/ with Hydra's compose API; locate the BSA dataset."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from bsa.config import Config, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+CONF = REPO / "bsa" / "conf"  # the configs ship inside the package
 sys.path.insert(0, str(Path(__file__).parent))  # tests/scripted_server.py
 
 register_configs()
@@ -45,7 +45,7 @@ def compose_config(overrides: list[str]) -> Config:
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Config]:
-    """Compose the real conf/ with overrides; cache and outputs go to tmp_path; no progress bars."""
+    """Compose the real bsa/conf/ with overrides; cache and outputs go to tmp_path; no progress bars."""
 
     def make(*overrides: str) -> Config:
         base = [f"cache.dir={tmp_path / 'cache'}", "progress=false"]

@@ -80,6 +80,20 @@ def test_common_overrides_work_whatever_group() -> None:
         ("sampling.k=five", "Value 'five' of type 'str' could not be converted to Integer"),
         ("model=no_such_model", "Could not find 'model/no_such_model'"),
         ("concurrency=many", "could not be converted to Integer"),
+        # Fixed choices are Enums: a wrong value fails at composition, naming the allowed ones.
+        (
+            "judge.structured_output=yaml",
+            "Invalid value 'yaml', expected one of [none, json_object, json_schema, json_object_schema]",
+        ),
+        (
+            "judge.empty_reasoning=guess",
+            "Invalid value 'guess', expected one of [not_covered, judge, unscored]",
+        ),
+        ("judge.prompts=mine", "Invalid value 'mine', expected one of [published, bsa]"),
+        (
+            "model.serve.backend=docker",
+            "Invalid value 'docker', expected one of [none, llama_cpp, vllm, model]",
+        ),
     ],
 )
 def test_typos_and_wrong_types_fail_at_composition(override: str, message: str) -> None:
@@ -95,8 +109,6 @@ def test_typos_and_wrong_types_fail_at_composition(override: str, message: str) 
         ("concurrency=-1", "concurrency=-1: must be at least 1"),
         ("alpha=1.5", "alpha=1.5: must lie strictly between 0 and 1"),
         ("alpha=0", "alpha=0.0: must lie strictly between 0 and 1"),
-        ("judge.structured_output=yaml", "judge.structured_output='yaml'"),
-        ("judge.empty_reasoning=guess", "judge.empty_reasoning='guess'"),
     ],
 )
 def test_invalid_values_are_refused_before_any_call(override: str, message: str, tmp_path: Path) -> None:

@@ -98,9 +98,15 @@ def test_an_ensemble_with_a_managed_server_is_refused(
     data = write_dataset(tmp_path / "mini.csv", ROWS)
     cfg = make_config(
         *scripted_overrides("http://127.0.0.1:9/v1", data), "judge=ensemble", "judge.serve.backend=llama_cpp",
-        "judge.members=[{name: hosted_vllm/a, structured_output: bogus}]",
+        "judge.members=[{name: hosted_vllm/a}]",
     )  # fmt: skip
     with pytest.raises(ConfigError) as e:
         run(cfg, tmp_path / "run")
-    assert "judge.members[0].structured_output='bogus'" in str(e.value)
+    assert "judge.serve.backend='llama_cpp' with judge.members" in str(e.value)
     assert "ensemble members are servers you run" in str(e.value)
+    # A member's fixed choices are checked when the config is composed, naming the allowed values.
+    with pytest.raises(Exception) as composed:
+        make_config(*scripted_overrides("http://127.0.0.1:9/v1", data), "judge=ensemble",
+                    "judge.members=[{name: hosted_vllm/a, structured_output: bogus}]")  # fmt: skip
+    said = str(composed.value) + str(composed.value.__cause__)
+    assert "Invalid value 'bogus', expected one of [none, json_object" in said

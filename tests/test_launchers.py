@@ -46,7 +46,8 @@ def _sweep(tmp_path: Path, launcher: list[str], sweep_dir: Path) -> tuple[subpro
 
 
 def _points(sweep_dir: Path) -> list[Path]:
-    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The sweep's run dirs (not its report/ or hidden bookkeeping)."""
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and (p / "run.json").is_file())
 
 
 def _rows(path: Path) -> list[dict]:
@@ -210,5 +211,5 @@ def test_bsa_slurm_builds_on_the_plugin_config_without_shadowing_it() -> None:
     assert (launcher.partition, launcher.timeout_min, launcher.max_num_timeout) == ("p", 720, 3)
     assert launcher.submitit_folder == f"{ours.hydra.sweep.dir}/.submitit/%j"  # job logs: in the sweep dir
     assert plugin.hydra.launcher.timeout_min == 60  # the plugin's own config is untouched
-    assert list(ours.hydra.callbacks) == ["stop_managed_servers"]
+    assert list(ours.hydra.callbacks) == ["stop_managed_servers", "sweep_points"]
     instantiate(launcher)  # the plugin accepts every key

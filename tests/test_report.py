@@ -153,9 +153,13 @@ def test_the_sweep_writes_one_run_dir_per_job(sweep: Path) -> None:
     runs = _run_dirs(sweep)
     assert set(runs) == {"a/none", "a/rules", "b/none", "b/rules"}
     for key, p in runs.items():
-        assert p.parent.name == "00-00-00" and re.match(
-            r"\d_openai_compatible_(none|rules)_model_default", p.name
-        )
+        # <job num>_<the overrides, sorted>; paths and URLs (dataset.path, api_base) left out
+        model, mitigation = key.split("/")
+        assert p.parent.name == "00-00-00" and re.fullmatch(
+            rf"\d_dataset-bsa__judge.*__mitigation-{mitigation}__model\.name-hosted_vllm-{model}__"
+            r"model-openai_compatible__sampling\.k-2__sampling\.seed-0",
+            p.name,
+        ), p.name
         metrics = json.loads((p / "metrics.json").read_text())
         want = expected_metrics(key[0], key.endswith("rules"))
         for name in ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score"):
@@ -309,6 +313,36 @@ def test_compare_cli_prints_the_paired_table(sweep: Path, capsys: pytest.Capture
     assert "Think@1" in out and "95% CI" in out and "OS@1" in out
 
 
+def test_compare_cli_writes_md_html_and_json_to_out(sweep: Path, tmp_path: Path) -> None:
+    runs = _run_dirs(sweep)
+    out = tmp_path / "compared"
+    argv = ["--compare", str(runs["a/none"]), str(runs["a/rules"]), "--n-boot", "300", "--out", str(out)]
+    assert report.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compare.html", "compare.json", "compare.md"]
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["a"]["path"] == str(runs["a/none"]) and doc["a"]["mitigation"] == "none"
+    assert doc["b"]["path"] == str(runs["a/rules"]) and doc["b"]["mitigation"] == "rules"
+    assert (doc["n_queries"], doc["n_boot"], doc["seed"]) == (12, 300, 0)
+    base, rules = expected_metrics("a", False), expected_metrics("a", True)
+    for key in ("safe_at_1", "think_at_1", "f_score"):
+        d = doc["differences"][key]
+        assert d["a"] == pytest.approx(base[key]) and d["b"] == pytest.approx(rules[key])
+        assert d["difference"] == pytest.approx(rules[key] - base[key]) and d["n_queries"] == 12
+        assert d["ci_low"] <= d["difference"] <= d["ci_high"] and 0 < d["p_value"] <= 1
+        assert d["significant"] == (d["p_value"] < 0.05)
+    os1 = doc["differences"][f"{OS}/think_at_1"]
+    assert os1["name"] == "OS@1" and os1["b"] == 0
+    # The same table in Markdown and HTML, titled as on the console.
+    title = "a · rules minus a · none, paired on 12 queries (300 replicates)"
+    think = f"{doc['differences']['think_at_1']['difference']:+.2f}"
+    md = (out / "compare.md").read_text()
+    assert md.startswith(f"# {title}") and "| metric | a · none | a · rules | difference |" in md
+    assert next(line for line in md.splitlines() if line.startswith("| Think@1 |")).count(think) == 1
+    page = (out / "compare.html").read_text()
+    assert f"<h1>{title}</h1>" in page and '<table id="pair-0">' in page and f"<td>{think}</td>" in page
+    assert "<script" not in page  # run-derived text is escaped
+
+
 def test_stopped_failed_and_foreign_runs_are_shown_marked(sweep: Path, tmp_path: Path) -> None:
     runs = _run_dirs(sweep)
     # A real stopped run: a request budget ends it part-way.
@@ -385,6 +419,8 @@ def test_hostile_names_and_a_corrupt_run_json_neither_crash_nor_inject(
 def test_dataset_file_missing_means_no_categories_and_says_so(sweep: Path, tmp_path: Path) -> None:
     moved = tmp_path / "run"
     shutil.copytree(_run_dirs(sweep)["a/none"], moved)
+    # Without samples.parquet (an older run dir): the queries can only come from the dataset file.
+    (moved / "samples.parquet").unlink()
     info = json.loads((moved / "run.json").read_text())
     info["dataset"]["source"] = str(tmp_path / "elsewhere.csv")
     (moved / "run.json").write_text(json.dumps(info))

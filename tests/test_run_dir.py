@@ -68,7 +68,7 @@ def test_an_edited_judge_template_is_refused(
 ) -> None:
     run_dir, data = finished
     templates = tmp_path / "templates"
-    shutil.copytree(REPO / "prompts" / "judge", templates)
+    shutil.copytree(REPO / "bsa" / "templates" / "judge", templates)
     err, _ = _resume(make_config, run_dir, data, f"judge.templates_dir={templates}")
     # The same text from another folder is the same prompt set by content, but not by name.
     assert err is not None and "judge prompts: bsa, sha256 " in str(err) and "→ custom, sha256" in str(err)

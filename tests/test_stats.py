@@ -15,13 +15,16 @@ from bsa.stats import (
     PerQuery,
     Skipped,
     bootstrap_ci,
+    correlation_p_value,
     paired_bootstrap,
     pearson,
     per_query,
     point,
+    regularized_beta,
     replicates,
     resample_weights,
     stratified,
+    t_two_sided_p,
 )
 
 RO, CS, OS = "Risk Omission", "Cognitive Shortcut", "Over Sensitivity"
@@ -171,12 +174,14 @@ def test_paired_uses_common_queries_only_and_refuses_disjoint_or_clashing_runs()
 
 def test_pearson_fisher_z_hand_case() -> None:
     # r = 0.8 on five points: z = atanh(.8) = 1.0986, se = 1/sqrt(2), z ± 1.96·se → tanh:
-    # (-0.2796, 0.9861); p = erfc(1.0986·sqrt(2)/sqrt(2)) = erfc(1.0986) = 0.1198.
+    # (-0.2796, 0.9861). p: the exact t test (3 df), 0.1041, where the normal approximation of
+    # atanh r said erfc(1.0986) = 0.1198; see test_correlation_p_value_is_the_exact_t_test.
     c = pearson([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])
     assert isinstance(c, Correlation)
     assert c.r == pytest.approx(0.8) and c.n == 5 and c.method == "Fisher z"
     assert c.low == pytest.approx(-0.2796, abs=1e-4) and c.high == pytest.approx(0.9861, abs=1e-4)
-    assert c.p_value == pytest.approx(math.erfc(math.atanh(0.8)), abs=1e-9)
+    assert c.p_value == pytest.approx(_t_p_3df(_t_of(0.8, 5)), abs=1e-12)
+    assert c.p_value == pytest.approx(0.104088, abs=1e-6)
 
 
 def test_pearson_guards() -> None:
@@ -195,3 +200,116 @@ def test_per_query_subset_keeps_order() -> None:
     sub = pq.subset(["c", "a"])
     assert sub.ids == ("c", "a") and sub.scenarios == (OS, RO)
     np.testing.assert_array_equal(sub.values, [[8, 9, 10, 11], [0, 1, 2, 3]])
+
+
+# The exact p-value of a correlation: Student's t with n - 2 df, through the regularized incomplete
+# beta function, checked against closed forms (1, 2 and 3 df), published critical values, identities
+# of the beta function, and scipy where it is installed.
+
+
+def _t_of(r: float, n: int) -> float:
+    return r * math.sqrt((n - 2) / (1 - r * r))
+
+
+def _t_p_1df(t: float) -> float:  # Cauchy
+    return 1 - 2 / math.pi * math.atan(abs(t))
+
+
+def _t_p_2df(t: float) -> float:
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def _t_p_3df(t: float) -> float:
+    theta = math.atan(abs(t) / math.sqrt(3))
+    return 1 - 2 / math.pi * (theta + math.sin(theta) * math.cos(theta))
+
+
+def test_correlation_p_value_is_the_exact_t_test() -> None:
+    # The case: 4 runs at r = 0.8. With 2 df the two-sided p is exactly 1 - |r| = 0.20; the
+    # normal approximation of atanh r it replaces said erfc(atanh(0.8) / sqrt(2)) = 0.27.
+    c = pearson([1, 2, 3, 4], [1, 3, 2, 4])
+    assert isinstance(c, Correlation) and c.r == pytest.approx(0.8) and c.n == 4
+    assert c.p_value == pytest.approx(0.2, abs=1e-12)
+    assert math.erfc(math.atanh(0.8) / math.sqrt(2)) == pytest.approx(0.2719, abs=1e-4)  # the old value
+    assert c.method == "Fisher z" and c.low is not None  # the interval is still Fisher's
+    # Three runs: no interval, but the exact test exists (1 df): p = 1 - (2/pi)·asin|r| = 2/3 at r = 0.5.
+    three = pearson([1, 2, 3], [1, 3, 2])
+    assert isinstance(three, Correlation) and three.low is None
+    assert three.p_value == pytest.approx(2 / 3, abs=1e-12)
+    # A perfect correlation: p = 0, not a division by zero.
+    assert pearson([1, 2, 3, 4], [2, 4, 6, 8]).p_value == 0.0  # type: ignore[union-attr]
+    assert correlation_p_value(-1.0, 5) == 0.0 and correlation_p_value(0.0, 10) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 3"):
+        correlation_p_value(0.5, 2)
+
+
+@pytest.mark.parametrize("r", [-0.95, -0.5, -0.1, 0.0, 0.05, 0.3, 0.8, 0.99])
+def test_t_p_value_matches_the_closed_forms_for_1_2_and_3_df(r: float) -> None:
+    for n, closed in ((3, _t_p_1df), (4, _t_p_2df), (5, _t_p_3df)):
+        t = _t_of(r, n)
+        assert t_two_sided_p(t, n - 2) == pytest.approx(closed(t), rel=1e-10, abs=1e-14), (r, n)
+        assert correlation_p_value(r, n) == pytest.approx(closed(t), rel=1e-10, abs=1e-14), (r, n)
+
+
+@pytest.mark.parametrize(
+    ("t", "df", "p"),
+    [  # two-sided critical values of Student's t, as printed in every table (6 significant digits)
+        (12.7062, 1, 0.05),
+        (4.30265, 2, 0.05),
+        (2.77645, 4, 0.05),
+        (4.03214, 5, 0.01),
+        (2.22814, 10, 0.05),
+        (1.72472, 20, 0.10),
+        (2.04227, 30, 0.05),
+        (1.96234, 1000, 0.05),  # near the normal limit (1.95996)
+    ],
+)
+def test_t_p_value_at_published_critical_values(t: float, df: float, p: float) -> None:
+    assert t_two_sided_p(t, df) == pytest.approx(p, rel=2e-5)
+    assert t_two_sided_p(-t, df) == t_two_sided_p(t, df)
+
+
+def test_regularized_beta_identities() -> None:
+    for x in (0.0, 1e-9, 0.2, 0.5, 0.77, 1 - 1e-9, 1.0):
+        assert regularized_beta(x, 2.5, 1) == pytest.approx(x**2.5, abs=1e-13)
+        assert regularized_beta(x, 1, 3.5) == pytest.approx(1 - (1 - x) ** 3.5, abs=1e-13)
+        assert regularized_beta(x, 2.5, 0.5) == pytest.approx(
+            1 - regularized_beta(1 - x, 0.5, 2.5), abs=1e-13
+        )
+    for a in (0.5, 3, 40, 500):
+        assert regularized_beta(0.5, a, a) == pytest.approx(0.5, abs=1e-12)
+    # The binomial CDF: P(X <= k) for X ~ Binomial(n, q) is I_{1-q}(n - k, k + 1).
+    n, q = 60, 0.3
+    for k in (0, 5, 17, 18, 30, 59):
+        cdf = sum(math.comb(n, j) * q**j * (1 - q) ** (n - j) for j in range(k + 1))
+        assert regularized_beta(1 - q, n - k, k + 1) == pytest.approx(cdf, rel=1e-10, abs=1e-15)
+    for bad in ((-0.1, 1, 1), (1.1, 1, 1), (0.5, 0, 1), (0.5, 1, -2)):
+        with pytest.raises(ValueError):
+            regularized_beta(*bad)
+
+
+def test_correlation_text_shows_the_t_test() -> None:
+    from bsa.report.tables import correlation_text
+
+    text = correlation_text(pearson([1, 2, 3, 4], [1, 3, 2, 4]), "Your runs")
+    assert text.startswith("Your runs: Pearson r = 0.80 over 4 runs, 95% CI [")
+    assert text.endswith("(Fisher z), p = 0.200 (t test, 2 df).")
+    three = correlation_text(pearson([1, 2, 3], [1, 3, 2]), "Your runs")
+    assert three == (
+        "Your runs: Pearson r = 0.50 over 3 runs (an interval needs at least 4 runs), "
+        "p = 0.667 (t test, 1 df)."
+    )
+
+
+def test_pearson_p_value_matches_scipy() -> None:
+    sp = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(7)
+    for n in (3, 4, 5, 8, 13, 30, 200):
+        for shift in (0.0, 0.5, 2.0):
+            x = rng.normal(size=n)
+            y = shift * x + rng.normal(size=n)
+            c = pearson(list(x), list(y))
+            ref = sp.pearsonr(x, y)
+            assert isinstance(c, Correlation)
+            assert c.r == pytest.approx(ref.statistic, abs=1e-12)
+            assert c.p_value == pytest.approx(ref.pvalue, rel=1e-8, abs=1e-300), (n, shift)

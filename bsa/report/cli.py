@@ -1,4 +1,4 @@
-"""``python -m bsa.report [RUN_DIRS…] [--out DIR]`` and ``python -m bsa.report --compare RUN_A RUN_B``
+"""``python -m bsa.report [RUN_DIRS…] [--out DIR]``, ``… --compare RUN_A RUN_B [--out DIR]``
 
 Compares runs the way the paper does, with error bars: one leaderboard row per run, 95% bootstrap
 intervals over queries, paired tests of mitigations and decoding settings, the Think@1–Safe@1
@@ -7,7 +7,9 @@ correlation, plots, and an SSA diagnosis with failure cases. Runs compare within
 judged the paper's way (GPT-4o, the published prompts, the 2,000 benchmark queries). With no
 RUN_DIRS it finds every run under outputs/ (single runs and multirun sweeps); a RUN_DIR may also be
 a folder holding runs. Writes report.md, a self-contained report.html
-(plots embedded) and leaderboard.csv into outputs/report/ (or --out).
+(plots embedded) and leaderboard.csv into outputs/report/ (or --out). ``--compare`` prints B minus A
+for every metric, paired on the queries both runs judged; with --out it also writes compare.md,
+compare.html and compare.json there.
 
 Shards (``dataset.shard=i/n``): the run dirs of one run's shards, named together or found under a
 folder, are one run in the report, merged as ``bsa.shards`` merges them (the same metrics as the
@@ -21,19 +23,24 @@ finished, marked) with ``bsa.metrics.compute``; intervals come from ``bsa.stats`
 from __future__ import annotations
 
 import argparse
+import html
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bsa import results, stats
 from bsa.report.assemble import Report, build
+from bsa.report.columns import METRICS
 from bsa.report.comparability import ASPECTS, describe_judging, key
-from bsa.report.html import render_html
+from bsa.report.html import _CSS, render_html, table_html
 from bsa.report.loading import load_run, load_runs
-from bsa.report.markdown import render_markdown
-from bsa.report.pairs import Pair, compare
+from bsa.report.markdown import render_markdown, table_md
+from bsa.report.pairs import SIGNIFICANT, Pair, compare
 from bsa.report.plots import Figures, make_figures
-from bsa.report.runs import DEFAULT_ROOT, REPORT_DIR, ReportError, assign_labels, discover
-from bsa.report.tables import leaderboard_frame, pair_table
+from bsa.report.runs import DEFAULT_ROOT, REPORT_DIR, ReportError, Run, assign_labels, discover
+from bsa.report.tables import Table, leaderboard_frame, pair_table
 from bsa.report.terminal import print_report, rich_table
 
 
@@ -48,8 +55,14 @@ def write_report(report: Report, out_dir: Path, examples: int = 3) -> Figures:
     return figs
 
 
-def run_compare(paths: Sequence[Path], n_boot: int, seed: int, alpha: float | None) -> int:
-    """Print B minus A for every metric, paired on the queries both runs judged."""
+COMPARE_FILES = ("compare.md", "compare.html", "compare.json")
+
+
+def run_compare(
+    paths: Sequence[Path], n_boot: int, seed: int, alpha: float | None, out_dir: Path | None = None
+) -> int:
+    """Print B minus A for every metric, paired on the queries both runs judged; with ``out_dir``,
+    write the same as compare.md, compare.html and compare.json there."""
     from rich.markup import escape
 
     from bsa.console import console
@@ -61,27 +74,139 @@ def run_compare(paths: Sequence[Path], n_boot: int, seed: int, alpha: float | No
     assign_labels([a, b])
     if a.label == b.label:
         a.label, b.label = f"A: {a.label}", f"B: {b.label}"
+    warnings = []
     if a.query_set != b.query_set:
-        console.print(
-            "[yellow]The runs are over different query sets; comparing on the queries both judged.[/]"
-        )
+        warnings.append("The runs are over different query sets; comparing on the queries both judged.")
     judged = [w for w, x, y in zip(ASPECTS[1:], key(a)[1:], key(b)[1:], strict=True) if x != y]
     if judged:
-        console.print(
-            f"[yellow]The runs differ in {escape(' and '.join(judged))} ({escape(describe_judging(a))} vs "
-            f"{escape(describe_judging(b))}): the difference mixes what the runs did with how they were "
-            "judged.[/]"
+        warnings.append(
+            f"The runs differ in {' and '.join(judged)} ({describe_judging(a)} vs {describe_judging(b)}): "
+            "the difference mixes what the runs did with how they were judged."
         )
+    for w in warnings:
+        console.print(f"[yellow]{escape(w)}[/]")
     diffs = compare(a, b, n_boot, seed)
     if isinstance(diffs, stats.Skipped):
         raise ReportError(f"cannot compare {a.path} and {b.path}: {diffs.reason}")
-    for r in (a, b):
-        if r.notes:
-            console.print(f"[yellow]{escape(r.label)}: {escape('; '.join(r.notes))}[/]")
+    notes = [f"{r.label}: {'; '.join(r.notes)}" for r in (a, b) if r.notes]
+    for note in notes:
+        console.print(f"[yellow]{escape(note)}[/]")
     n = next(iter(diffs.values())).n_queries
     title = f"{b.label} minus {a.label}, paired on {n} queries ({n_boot} replicates)"
-    console.print(rich_table(pair_table(Pair(a, b, "compare", diffs), 0), title))
+    table = pair_table(Pair(a, b, "compare", diffs), 0)
+    console.print(rich_table(table, title))
+    if out_dir is not None:
+        compared = _Compared(a, b, diffs, table, title, warnings + notes, n_boot, seed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results.atomic_write(out_dir / "compare.md", compared.markdown())
+        results.atomic_write(out_dir / "compare.html", compared.html())
+        results.atomic_write(out_dir / "compare.json", compared.json())
+        console.print(f"Comparison written to [bold]{escape(str(out_dir))}[/] ({', '.join(COMPARE_FILES)})")
     return 0
+
+
+class _Compared:
+    """One --compare result, as the files written beside the console table."""
+
+    def __init__(
+        self,
+        a: Run,
+        b: Run,
+        diffs: dict[str, stats.PairedDiff],
+        table: Table,
+        title: str,
+        notes: list[str],
+        n_boot: int,
+        seed: int,
+    ) -> None:
+        self.a, self.b, self.diffs, self.table, self.title = a, b, diffs, table, title
+        self.notes, self.n_boot, self.seed = notes, n_boot, seed
+
+    def _method(self) -> str:
+        return (
+            f"Paired bootstrap over queries ({self.n_boot} replicates, seed {self.seed}): each replicate "
+            "draws the queries both runs judged, a query's samples together; the difference is B minus A "
+            f"in percentage points, with its 95% interval and two-sided p (significant: p < {SIGNIFICANT})."
+        )
+
+    def _runs(self) -> list[tuple[str, Run]]:
+        return [("A", self.a), ("B", self.b)]
+
+    def markdown(self) -> str:
+        def md(text: str) -> str:  # run-derived text: escaped, as in report.md
+            return html.escape(text, quote=False)
+
+        out = [f"# {md(self.title)}", ""]
+        out += [
+            f"- **{n}**: {md(r.label)} — {md(str(r.path))} ({md(describe_judging(r))})"
+            for n, r in self._runs()
+        ]
+        out += ["", table_md(self.table), "", md(self._method()), ""]
+        out += [f"- {md(note)}" for note in self.notes]
+        return "\n".join(out).rstrip() + "\n"
+
+    def html(self) -> str:
+        def e(text: str) -> str:
+            return html.escape(text, quote=True)
+
+        runs = "".join(
+            f"<li><b>{n}</b>: {e(r.label)} — {e(str(r.path))} ({e(describe_judging(r))})</li>"
+            for n, r in self._runs()
+        )
+        notes = "".join(f"<li>{e(note)}</li>" for note in self.notes)
+        return (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(self.title)}</title>'
+            f"<style>{_CSS}</style></head><body><h1>{e(self.title)}</h1><ul>{runs}</ul>"
+            f"{table_html(self.table)}<p>{e(self._method())}</p>"
+            + (f'<ul class="notes">{notes}</ul>' if notes else "")
+            + "</body></html>\n"
+        )
+
+    def json(self) -> str:
+        def num(v: float | None) -> float | None:
+            return None if v is None or not math.isfinite(v) else float(v)
+
+        def run(r: Run) -> dict[str, Any]:
+            return {
+                "label": r.label,
+                "path": str(r.path),
+                "model": r.model,
+                "mitigation": r.mitigation,
+                "sampling": r.sampling,
+                "judge": r.judge_id,
+                "judging": describe_judging(r),
+                "status": r.status,
+            }
+
+        differences = {}
+        for name, metric in METRICS:
+            d = self.diffs.get(metric)
+            if d is None:
+                continue
+            p = num(d.p_value)
+            differences[metric] = {
+                "name": name,
+                "a": num(d.a),
+                "b": num(d.b),
+                "difference": num(d.diff),
+                "ci_low": num(d.low),
+                "ci_high": num(d.high),
+                "p_value": p,
+                "significant": None if p is None or d.diff is None else p < SIGNIFICANT,
+                "n_queries": d.n_queries,
+            }
+        doc = {
+            "a": run(self.a),
+            "b": run(self.b),
+            "n_queries": next(iter(self.diffs.values())).n_queries,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+            "level": stats.DEFAULT_LEVEL,
+            "significance": SIGNIFICANT,
+            "differences": differences,
+            "notes": self.notes,
+        }
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "runs", nargs="*", type=Path, help="run dirs or folders holding them (default: all under --root)"
     )
-    p.add_argument("--out", type=Path, help=f"where to write the report (default: <root>/{REPORT_DIR})")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"where to write the report (default: <root>/{REPORT_DIR}); with --compare: "
+        "compare.md, compare.html and compare.json (default: print only)",
+    )
     p.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help="where to look for runs (default: outputs)"
     )
@@ -115,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.compare:
-            return run_compare(args.compare, args.n_boot, args.seed, args.alpha)
+            return run_compare(args.compare, args.n_boot, args.seed, args.alpha, args.out)
         runs = load_runs(discover(args.runs, args.root), args.alpha)
         report = build(runs, args.n_boot, args.seed)
         out_dir = args.out or args.root / REPORT_DIR

@@ -1,6 +1,15 @@
 """One run dir read back: metrics recomputed from its jsonl files with ``bsa.metrics.compute``, and
 notes saying what is missing, stopped or inconsistent. The run dirs of one run's shards
-(``dataset.shard=i/n``) are read back together as that one run (``load_shards``, via ``bsa.shards``)."""
+(``dataset.shard=i/n``) are read back together as that one run (``load_shards``, via ``bsa.shards``).
+
+Generations and judgments are read from the JSONL files, never from samples.parquet: those files are
+the record (appended as rows land, so a run in progress, killed or resumed is shown as it is, while
+samples.parquet is written only when a run ends), and they carry fields the flat samples table
+leaves out and the report reads (the judge model, rule verdicts, templates and ensemble members for
+agreement; usage and cost). samples.parquet is read for the queries instead (texts, risk summaries,
+labels, categories, as the run recorded them; only those columns are read): per-category results and
+the failure cases then need no dataset file, and are right for a run dir copied elsewhere or whose
+dataset file moved or changed. Without it (older runs, ``bsa.score --out``) the dataset file is read."""
 
 from __future__ import annotations
 
@@ -80,12 +89,63 @@ def _unchanged(got: tuple[tuple[Query, ...], str], ds: dict[str, Any], gens: lis
     return bool(recorded) and data.queries_sha256(q for q in queries if q.id in asked) == recorded
 
 
+def _recorded_queries(run_dirs: Sequence[Path], notes: list[str]) -> dict[str, Query]:
+    """The queries as the runs recorded them in their samples.parquet (query columns only); {} where
+    there is none. A file that cannot be read is said in notes (the dataset file is read instead)."""
+    out: dict[str, Query] = {}
+    for run_dir in run_dirs:
+        path = run_dir / results.SAMPLES
+        if not path.is_file():
+            continue
+        try:
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path, columns=list(_QUERY_COLUMNS)).to_pylist()
+        except (OSError, ValueError, KeyError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            notes.append(f"{path.name} unreadable ({e}); queries are read from the dataset file")
+            continue
+        for r in rows:
+            if r["id"] is None or r["categories"] is None or r["scenario"] not in SCENARIOS:
+                continue  # a sample whose query the run did not know
+            out.setdefault(
+                str(r["id"]),
+                Query(
+                    str(r["id"]),
+                    r["query"] or "",
+                    r["risk_summary"] or "",
+                    r["scenario"],
+                    r["label"] or "",
+                    tuple(r["categories"]),
+                ),
+            )
+    return out
+
+
+_QUERY_COLUMNS = ("id", "query", "risk_summary", "scenario", "label", "categories")
+
+
+def _consistent(recorded: dict[str, Query], ds: dict[str, Any]) -> bool:
+    """Whether recorded queries agree with run.json's query set (its content hash) where they can be
+    checked: when they are all of it. A stopped run records only the queries it reached."""
+    want, n = ds.get("queries_sha256"), ds.get("n_queries")
+    if not want or len(recorded) != n:
+        return True
+    return data.queries_sha256(recorded.values()) == want
+
+
 def _queries(
-    info: dict[str, Any], gens: list[Row], notes: list[str], custom_categories: bool = False
+    info: dict[str, Any],
+    gens: list[Row],
+    notes: list[str],
+    custom_categories: bool = False,
+    recorded: dict[str, Query] | None = None,
 ) -> tuple[dict[str, Query], bool]:
-    """Queries by id for the join: from the run's dataset file when it is there and unchanged;
+    """Queries by id for the join: as the run recorded them (``recorded``, from samples.parquet) when
+    they cover every generation; else from the run's dataset file when it is there and unchanged;
     otherwise id and scenario from the generations, without categories or texts (said in notes)."""
     ds = info.get("dataset") or {}
+    if recorded and all(g["id"] in recorded for g in gens) and _consistent(recorded, ds):
+        return dict(recorded), True
     source = ds.get("source")
     known: dict[str, Query] = {}
     reason = None
@@ -237,7 +297,9 @@ def load_run(path: Path, alpha: float | None = None) -> Run:
         notes.append("run.json is not valid JSON; model, dataset and status unknown")
     gens = _read_rows(path / results.GENERATIONS, notes)
     judgments = _read_rows(path / results.JUDGMENTS, notes)
-    return _run(path, info, gens, judgments, alpha, notes, _read_json(path / results.METRICS))
+    return _run(
+        path, info, gens, judgments, alpha, notes, _read_json(path / results.METRICS), run_dirs=[path]
+    )
 
 
 def load_shards(paths: Sequence[Path], alpha: float | None = None) -> Run:
@@ -259,7 +321,10 @@ def load_shards(paths: Sequence[Path], alpha: float | None = None) -> Run:
     # Shown as the folder holding the shards (a sweep dir, typically); configs from the first shard.
     path = Path(os.path.commonpath([str(s.path) for s in merged.shards]))
     first = merged.shards[0].path
-    return _run(path, merged.info, merged.generations, merged.judgments, alpha, notes, None, first)
+    shard_dirs = [s.path for s in merged.shards]
+    return _run(
+        path, merged.info, merged.generations, merged.judgments, alpha, notes, None, first, shard_dirs
+    )
 
 
 def load_runs(paths: Sequence[Path], alpha: float | None = None) -> list[Run]:
@@ -283,9 +348,10 @@ def _run(
     notes: list[str],
     recorded: dict[str, Any] | None,
     config_dir: Path | None = None,
+    run_dirs: Sequence[Path] = (),
 ) -> Run:
     """A Run from run.json's content and the rows; the config is read from ``config_dir`` (default
-    ``path``)'s .hydra/."""
+    ``path``)'s .hydra/, the queries as recorded in ``run_dirs``' samples.parquet where they are."""
     hydra = (config_dir or path) / ".hydra"
     cfg = _read_yaml(hydra / "config.yaml")
     choices = _dig(_read_yaml(hydra / "hydra.yaml"), "hydra", "runtime", "choices") or {}
@@ -304,7 +370,8 @@ def _run(
         and isinstance(j.get("sample_index"), int)
         and j.get("kind") in (SAFETY, THINK)
     ]
-    queries, categories_known = _queries(info, gens, notes, bool(_dig(cfg, "dataset", "custom_categories")))
+    custom = bool(_dig(cfg, "dataset", "custom_categories"))
+    queries, categories_known = _queries(info, gens, notes, custom, _recorded_queries(run_dirs, notes))
     k = int(info.get("k") or _dig(cfg, "sampling", "k") or 1)
     run_alpha = float(alpha or cfg.get("alpha") or DEFAULT_ALPHA)
     samples = results.scores(list(queries.values()), gens, judgments)

@@ -274,12 +274,10 @@ def leaderboard_frame(report: Report) -> pd.DataFrame:
 def correlation_text(c: stats.Correlation | stats.Skipped, what: str) -> str:
     if isinstance(c, stats.Skipped):
         return f"{what}: not computed ({c.reason})."
-    ci = (
-        f", 95% CI [{c.low:.2f}, {c.high:.2f}] ({c.method}), p = {fmt_p(c.p_value)}"
-        if c.low is not None
-        else f" ({c.note})"
-    )
-    return f"{what}: Pearson r = {c.r:.2f} over {c.n} runs{ci}."
+    ci = f", 95% CI [{c.low:.2f}, {c.high:.2f}] ({c.method})" if c.low is not None else f" ({c.note})"
+    # The exact test of r = 0: Student's t with n - 2 degrees of freedom.
+    p = f", p = {fmt_p(c.p_value)} (t test, {c.n - 2} df)" if c.p_value is not None else ""
+    return f"{what}: Pearson r = {c.r:.2f} over {c.n} runs{ci}{p}."
 
 
 def correlation_lines(report: Report) -> list[str]:
