@@ -10,7 +10,7 @@ from typing import Any
 from bsa import prompts
 from bsa.config import JudgeConfig, MitigationConfig, ModelConfig, SamplingConfig
 from bsa.data import Query
-from bsa.llm import Client, Completion, Endpoint, Request
+from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
 from bsa.reasoning import extract
 from bsa.server import identity
 
@@ -23,15 +23,7 @@ class MitigationPrompt:
 
 def endpoint(model: ModelConfig) -> Endpoint:
     cache_id = identity(model.serve, model.hf_model)
-    return Endpoint(
-        model.name,
-        model.api_base,
-        model.api_key_env,
-        role="model",
-        cache_id=cache_id,
-        rpm=model.rpm,
-        deployments=tuple(model.deployments),
-    )
+    return endpoint_for(model, "model", cache_id)
 
 
 def supports_n(model: ModelConfig) -> bool:

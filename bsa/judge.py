@@ -18,7 +18,7 @@ from typing import Any
 from bsa.calls import drive
 from bsa.config import JudgeConfig
 from bsa.data import Query
-from bsa.llm import Client, Completion, Endpoint, Request
+from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
 from bsa.prompts import PromptSet, Template
 from bsa.server import identity
 from bsa.verdict import (
@@ -83,17 +83,9 @@ def endpoints(cfg: JudgeConfig) -> list[Endpoint]:
 
 
 def endpoint(cfg: JudgeConfig) -> Endpoint:
-    # backend=model is resolved by run._serve into the serving config actually used.
+    # backend=model is resolved by server.serve_roles into the serving config actually used.
     cache_id = identity(cfg.serve, None)
-    return Endpoint(
-        cfg.name,
-        cfg.api_base,
-        cfg.api_key_env,
-        role="judge",
-        cache_id=cache_id,
-        rpm=cfg.rpm,
-        deployments=tuple(cfg.deployments),
-    )
+    return endpoint_for(cfg, "judge", cache_id)
 
 
 def request_params(cfg: JudgeConfig, kind: str, scenario: str, prompt_set: str) -> dict[str, Any]:

@@ -143,6 +143,20 @@ class Endpoint:
         return f"deployments:{digest}"
 
 
+def endpoint_for(cfg: Any, role: str, cache_id: str | None) -> Endpoint:
+    """The endpoint of a role's config (``ModelConfig`` or ``JudgeConfig``: name, api_base, api_key_env,
+    rpm, deployments); ``cache_id`` stands for a server bsa starts itself (its port changes)."""
+    return Endpoint(
+        cfg.name,
+        cfg.api_base,
+        cfg.api_key_env,
+        role=role,
+        cache_id=cache_id,
+        rpm=cfg.rpm,
+        deployments=tuple(cfg.deployments),
+    )
+
+
 def _as_deployment(d: Any) -> Deployment:
     if isinstance(d, Deployment):
         return d
@@ -798,7 +812,12 @@ class Client:
                 params["rpm"] = d.rpm  # simple-shuffle weights its picks by rpm
             info = {"id": f"{label} #{i} {base or ''}", "allowed_fails_policy": dict(policy)}
             model_list.append({"model_name": label, "litellm_params": params, "model_info": info})
-        return Router(
+        # The Router writes each deployment's backend model into LiteLLM's global price map, with no
+        # price: an unpriced model (a local server) would then cost $0 instead of "unpriced", in this
+        # run's costs and in every later lookup of the process. Only its per-deployment ids are kept.
+        prices = self._litellm.model_cost
+        before = set(prices)
+        router = Router(
             model_list=model_list,
             routing_strategy="simple-shuffle",
             num_retries=0,
@@ -807,6 +826,10 @@ class Client:
             cooldown_time=COOLDOWN_S,
             set_verbose=False,
         )
+        ids = {entry["model_info"]["id"] for entry in model_list}
+        for added in set(prices) - before - ids:
+            del prices[added]
+        return router
 
     # -- calls ----------------------------------------------------------------------------------------
     def _before_sleep(self, plan: _Plan, state: Any) -> None:

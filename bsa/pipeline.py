@@ -7,7 +7,7 @@ both servers work together. What a job returns is appended to the run dir as it 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bsa.data import Query
 from bsa.generate import GenerationStage
 from bsa.judge import EnsembleStage
-from bsa.llm import Client
+from bsa.llm import Client, Completion, Request
 from bsa.rundir import RunState
 from bsa.scheduler import Scheduler
 from bsa.verdict import SAFETY, THINK
@@ -60,30 +60,42 @@ class Pipeline:
             return []
         return [i for i in range(self.k) if (q.id, i) not in self.state.gens]
 
+    def _walk(self) -> Iterator[tuple[Query, int, Request | None, Row | None, Completion | None]]:
+        """Each sample of the run: (query, index, its generation request when the run dir lacks it,
+        its row (the run dir's, or one made from a cache hit; None when still to generate), the hit)."""
+        for q in self.queries:
+            for i in range(self.k):
+                g = self.state.gens.get((q.id, i))
+                if g is not None:
+                    yield q, i, None, g, None
+                elif self.generation is not None:
+                    req = self.generation.request(q, i)
+                    hit = self.client.lookup(req)
+                    yield q, i, req, (self.generation.row(q, i, hit) if hit else None), hit
+
+    def _first_judge_requests(self, q: Query, i: int, g: Row) -> Iterator[tuple[str, list[Request]]]:
+        """(kind, first requests of its members) for each judgment of the sample still to make."""
+        for kind in KINDS:
+            if (q.id, i, kind) not in self.state.judged:
+                yield kind, self.judging.first_requests((q, g, kind))
+
     def plan(self) -> dict[str, int]:
         """What is left to call and how much of it the cache already holds (first judge attempts;
         samples not generated yet cannot be looked up and count as to call)."""
         gen_todo = gen_cached = judge_todo = judge_cached = 0
-        per_sample = 2 * len(self.judging.members)
-        for q in self.queries:
-            for i in range(self.k):
-                g = self.state.gens.get((q.id, i))
+        per_sample = len(KINDS) * len(self.judging.members)
+        for q, i, req, g, _ in self._walk():
+            if req is not None:
+                gen_todo += 1
                 if g is None:
-                    if self.generation is None:
-                        continue
-                    gen_todo += 1
-                    hit = self.client.lookup(self.generation.request(q, i))
-                    if hit is None:
-                        judge_todo += per_sample
-                        continue
-                    gen_cached += 1
-                    g = self._cached[(q.id, i)] = self.generation.row(q, i, hit)
-                for kind in KINDS:
-                    if (q.id, i, kind) in self.state.judged:
-                        continue
-                    for req in self.judging.first_requests((q, g, kind)):
-                        judge_todo += 1
-                        judge_cached += self.client.cached(req)
+                    judge_todo += per_sample
+                    continue
+                gen_cached += 1
+                self._cached[(q.id, i)] = g
+            assert g is not None
+            for _, reqs in self._first_judge_requests(q, i, g):
+                judge_todo += len(reqs)
+                judge_cached += sum(self.client.cached(r) for r in reqs)
         return {
             "queries": len(self.queries),
             "k": self.k,
@@ -104,28 +116,19 @@ class Pipeline:
         unknown = {"judge:safety": 0, "judge:think": 0}
         members = len(self.judging.members)
         completions = [0, 0]
-        for g in self.state.gens.values():
-            completions[0] += 1
-            completions[1] += int((g.get("usage") or {}).get("completion_tokens", 0))
-        for q in self.queries:
-            for i in range(self.k):
-                g = self.state.gens.get((q.id, i))
+        for q, i, req, g, hit in self._walk():
+            if req is not None:
+                requests["model"].append(req)
                 if g is None:
-                    if self.generation is None:
-                        continue
-                    req = self.generation.request(q, i)
-                    requests["model"].append(req)
-                    hit = self.client.lookup(req)
-                    if hit is None:
-                        unknown["judge:safety"] += members
-                        unknown["judge:think"] += members
-                        continue
-                    g = self.generation.row(q, i, hit)
-                    completions[0] += 1
-                    completions[1] += int(hit.usage.get("completion_tokens", 0))
-                for kind in KINDS:
-                    if (q.id, i, kind) not in self.state.judged:
-                        requests[f"judge:{kind}"] += self.judging.first_requests((q, g, kind))
+                    for line in unknown:
+                        unknown[line] += members
+                    continue
+            assert g is not None
+            completions[0] += 1
+            usage = hit.usage if hit is not None else (g.get("usage") or {})
+            completions[1] += int(usage.get("completion_tokens", 0))
+            for kind, reqs in self._first_judge_requests(q, i, g):
+                requests[f"judge:{kind}"] += reqs
         prototypes: dict[str, Any] = {}
         if self.queries:
             q = self.queries[0]

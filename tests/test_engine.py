@@ -306,3 +306,5 @@ def test_several_servers_for_one_model_every_sample_exactly_once(
     assert a.chat_requests("target") and b.chat_requests("target")  # both live servers served
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert "limits" in info and info["stats"]["by_role"]["model"]["calls"] == 16
+    # The Router leaves LiteLLM's price map as it was: a local model stays unpriced, not $0.
+    assert all(g["cost_usd"] is None for g in res.generations)
