@@ -28,10 +28,6 @@ CATEGORIES: tuple[str, ...] = (
 # evaluate.py's default; the published leaderboard uses ~0.61 for most rows (see the README).
 DEFAULT_ALPHA = 0.7639364807041505
 # The fixed choices of config fields, checked by ``validate`` with the allowed values in the message.
-SERVE_BACKENDS = ("none", "llama_cpp", "vllm")
-STRUCTURED_OUTPUT = ("none", "json_object", "json_schema", "json_object_schema")
-EMPTY_REASONING = ("not_covered", "judge", "unscored")
-PROMPT_SETS = ("published", "bsa")
 
 
 class Choice(str, Enum):
@@ -72,6 +68,13 @@ class EmptyReasoning(Choice):
 class PromptSet(Choice):
     published = "published"
     bsa = "bsa"
+
+
+# The allowed values, for ``validate`` (a config built in code, not composed by Hydra) and messages.
+SERVE_BACKENDS = tuple(b.value for b in Backend if b is not Backend.model)  # "model": the judge's only
+STRUCTURED_OUTPUT = tuple(m.value for m in StructuredOutput)
+EMPTY_REASONING = tuple(m.value for m in EmptyReasoning)
+PROMPT_SETS = tuple(m.value for m in PromptSet)
 
 
 class ConfigError(ValueError):

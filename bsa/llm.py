@@ -582,14 +582,7 @@ class Client:
         """Keep an answer obtained outside ``complete`` (a batch result) under ``req``'s key and count
         it as a call, as an online call would be; first write wins, so the stored answer is returned."""
         self._account(completion, req.endpoint.role)
-        if self._cache is None:
-            return completion
-
-        async def given() -> dict[str, Any]:
-            return completion.to_json()
-
-        got = await self._cache.fetch(req.cache_key(), given)
-        return Completion.from_json(got.value)
+        return completion if self._cache is None else await self._put(req, completion)
 
     async def complete(self, req: Request) -> Completion:
         key = req.cache_key()

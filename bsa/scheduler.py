@@ -74,6 +74,15 @@ class Control:
 
 
 @dataclass
+class _Job:
+    key: Row  # what the job is for, as failures name it
+    job: Job
+    sink: Sink  # gets the result
+    weight: int  # units on the progress bar (the samples of one n=k request)
+    on_fail: Callable[[], None] | None  # called when it fails for good
+
+
+@dataclass
 class Lane:
     """One role's queue: jobs waiting, jobs in flight, and its counts for the progress line."""
 
@@ -81,7 +90,7 @@ class Lane:
     title: str
     window: int
     expected: int = 0  # jobs this lane will see if nothing fails (the bar's total)
-    waiting: deque[tuple[Row, Job, Sink, int]] = field(default_factory=deque)
+    waiting: deque[_Job] = field(default_factory=deque)
     in_flight: int = 0
     in_flight_weight: int = 0
     waiting_weight: int = 0
@@ -95,9 +104,8 @@ class Scheduler:
         self.control = control
         self.show_progress = show_progress
         self.lanes: dict[str, Lane] = {}
-        self._outcomes: asyncio.Queue[tuple[Lane, Row, Sink, int, asyncio.Task[Any]] | None] | None = None
+        self._outcomes: asyncio.Queue[tuple[Lane, _Job, asyncio.Task[Any]] | None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._on_fail: dict[int, Callable[[], None]] = {}  # by id() of the job's key
 
     def lane(self, role: str, title: str, window: int, expected: int) -> None:
         self.lanes[role] = Lane(role, title, max(1, window), expected)
@@ -115,9 +123,7 @@ class Scheduler:
         the units of work it stands for on the progress bar (the samples of one n=k request);
         ``on_fail``: called when it fails for good (the work it would have queued never comes)."""
         lane = self.lanes[role]
-        if on_fail is not None:
-            self._on_fail[id(key)] = on_fail
-        lane.waiting.append((key, job, sink, weight))
+        lane.waiting.append(_Job(key, job, sink, weight, on_fail))
         lane.waiting_weight += weight
 
     def _launch(self) -> None:
@@ -127,37 +133,33 @@ class Scheduler:
         outcomes = self._outcomes
         for lane in self.lanes.values():
             while lane.in_flight < lane.window and lane.waiting:
-                key, job, sink, weight = lane.waiting.popleft()
-                lane.waiting_weight -= weight
-                task = asyncio.ensure_future(job())
+                item = lane.waiting.popleft()
+                lane.waiting_weight -= item.weight
+                task = asyncio.ensure_future(item.job())
                 lane.in_flight += 1
-                lane.in_flight_weight += weight
+                lane.in_flight_weight += item.weight
                 self._tasks.add(task)
-                task.add_done_callback(
-                    lambda t, lane=lane, key=key, sink=sink, w=weight: outcomes.put_nowait(
-                        (lane, key, sink, w, t)
-                    )
-                )
+                task.add_done_callback(lambda t, lane=lane, item=item: outcomes.put_nowait((lane, item, t)))
 
-    def _settle(self, lane: Lane, key: Row, sink: Sink, weight: int, task: asyncio.Task[Any]) -> None:
+    def _settle(self, lane: Lane, item: _Job, task: asyncio.Task[Any]) -> None:
+        weight = item.weight
         lane.in_flight -= 1
         lane.in_flight_weight -= weight
         self._tasks.discard(task)
-        on_fail = self._on_fail.pop(id(key), None)
         if task.cancelled():
             return
         exc = task.exception()
         if exc is None:
             lane.done += weight
             self.control.succeeded(lane.role)
-            sink(task.result())
+            item.sink(task.result())
         elif isinstance(exc, Stopped):
             return
         elif isinstance(exc, ModelCallError):
             lane.failed += weight
-            self.control.failed(lane.role, key, exc)
-            if on_fail is not None:
-                on_fail()
+            self.control.failed(lane.role, item.key, exc)
+            if item.on_fail is not None:
+                item.on_fail()
         else:
             raise exc
 
