@@ -3,11 +3,14 @@
 - First write wins: an entry, once stored, never changes. A caller whose answer lost the race gets the
   stored one, so every run dir that used a key agrees with the cache and with each other.
 - One call per key at a time. Within a process, coroutines asking the same key share one future.
-  Across processes, the caller that atomically adds the key's lease (a diskcache entry with an
-  expiry) calls; the others poll, without blocking the event loop, until the answer appears. A holder
-  renews its lease while it calls and releases it on success, failure and cancellation; a holder
-  that dies (SIGKILL) is taken over at once when its pid is gone on this host, else at expiry.
-- Leases are only taken after a miss, so a hit costs one read, as before.
+  Across processes, the caller that atomically takes the key's lease (a row with an expiry in
+  ``leases.db`` beside the answers) calls; the others poll, without blocking the event loop, until
+  the answer appears. A holder renews its leases while it calls and releases each on success,
+  failure and cancellation; a holder that dies (SIGKILL) is taken over at once when its pid is gone
+  on this host, else at expiry.
+- Leases are only taken after a miss, so a hit costs one read, as before. They live in a plain SQLite
+  table of their own, one statement per take or release: a third of the CPU of a diskcache write,
+  paid twice per call.
 """
 
 from __future__ import annotations
@@ -17,17 +20,21 @@ import enum
 import logging
 import os
 import socket
+import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("bsa.cache")
 
 LEASE_S = 30.0  # a holder renews every third of this; a hung or remote dead holder blocks this long
-LEASE_PREFIX = "lease:"  # answer keys are sha256 hex digests, so a lease key never collides with one
+LEASES_DB = "leases.db"
 _POLL_S = 0.02  # first wait for an answer another caller is fetching; doubles up to _POLL_MAX_S
 _POLL_MAX_S = 0.5
+_BUSY_S = 60.0  # how long a statement waits for another process's write to the lease table
 
 Value = dict[str, Any]
 
@@ -44,8 +51,86 @@ class Fetched:
     source: Source
 
 
-def lease_key(key: str) -> str:
-    return LEASE_PREFIX + key
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease: a process on a host, and a token per cache object in it."""
+
+    pid: int
+    host: str
+    token: str
+
+    def __str__(self) -> str:
+        return f"{self.host}\t{self.pid}\t{self.token}"
+
+    @classmethod
+    def parse(cls, text: str) -> Holder:
+        host, pid, token = text.split("\t")
+        return cls(int(pid), host, token)
+
+    @classmethod
+    def me(cls) -> Holder:
+        return cls(os.getpid(), socket.gethostname(), uuid.uuid4().hex)
+
+
+class Leases:
+    """The lease table of a cache directory: key -> (holder, expiry), shared by every process."""
+
+    def __init__(self, directory: str | Path) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        # Autocommit (isolation_level=None): each statement is its own atomic transaction.
+        self._con = sqlite3.connect(
+            str(Path(directory) / LEASES_DB), timeout=_BUSY_S, isolation_level=None, check_same_thread=False
+        )
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS lease "
+            "(key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL)"
+        )
+
+    def close(self) -> None:
+        self._con.close()
+
+    def take(self, key: str, holder: Holder, lease_s: float) -> bool:
+        """Take the key's lease if nobody holds it or its holder's lease expired (one statement)."""
+        now = time.time()
+        cur = self._con.execute(
+            "INSERT INTO lease (key, holder, expires) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "holder = excluded.holder, expires = excluded.expires WHERE lease.expires < ?",
+            (key, str(holder), now + lease_s, now),
+        )
+        return cur.rowcount == 1
+
+    def holder(self, key: str) -> Holder | None:
+        """The key's holder while its lease runs; None when it is free or expired."""
+        row = self._con.execute(
+            "SELECT holder FROM lease WHERE key = ? AND expires >= ?", (key, time.time())
+        ).fetchone()
+        return Holder.parse(row[0]) if row else None
+
+    def swap(self, key: str, old: Holder, new: Holder, lease_s: float) -> bool:
+        """Compare and swap: ``new`` takes the lease only if ``old`` still holds it."""
+        cur = self._con.execute(
+            "UPDATE lease SET holder = ?, expires = ? WHERE key = ? AND holder = ?",
+            (str(new), time.time() + lease_s, key, str(old)),
+        )
+        return cur.rowcount == 1
+
+    def release(self, key: str, holder: Holder) -> None:
+        # Only our own lease: ours may have expired during a stall and been taken by another caller.
+        self._con.execute("DELETE FROM lease WHERE key = ? AND holder = ?", (key, str(holder)))
+
+    def renew(self, holder: Holder, lease_s: float) -> int:
+        """Extend every lease ``holder`` still holds (released ones are gone); how many."""
+        cur = self._con.execute(
+            "UPDATE lease SET expires = ? WHERE holder = ?", (time.time() + lease_s, str(holder))
+        )
+        return cur.rowcount
+
+    def held(self) -> dict[str, Holder]:
+        """Every running lease: key -> holder (what a cache directory is fetching right now)."""
+        rows = self._con.execute("SELECT key, holder FROM lease WHERE expires >= ?", (time.time(),))
+        return {key: Holder.parse(h) for key, h in rows}
 
 
 def _retrieve(fut: asyncio.Future[Value]) -> None:
@@ -74,14 +159,16 @@ class AnswerCache:
         if not lease_s > 0:
             raise ValueError(f"lease_s={lease_s}: must be a positive number of seconds (default {LEASE_S})")
         # Never evict: diskcache's default (1 GiB, least-recently-stored) silently drops answers.
-        # cull_limit=0: no sweep for expired rows on every write (a lease is released on every path
-        # but a crash, and an expired one reads as absent), a measured tenth of a write's CPU.
+        # cull_limit=0: no sweep for expired rows on every write (nothing here expires), a measured
+        # tenth of a write's CPU.
         self._store = diskcache.Cache(directory, eviction_policy="none", size_limit=2**50, cull_limit=0)
-        self._timeout = diskcache.Timeout
+        self._leases = Leases(directory)
         self.lease_s = lease_s
         # The token tells this cache's leases from those of another Client in the same process.
-        self._holder = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex}
+        self._holder = Holder.me()
         self._pending: dict[str, asyncio.Future[Value]] = {}
+        self._holding = 0  # leases held now; one task renews them all while there are any
+        self._renewer: asyncio.Task[None] | None = None
 
     def get(self, key: str) -> Value | None:
         return self._store.get(key)
@@ -90,7 +177,10 @@ class AnswerCache:
         return key in self._store
 
     def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
         self._store.close()
+        self._leases.close()
 
     async def fetch(self, key: str, call: Callable[[], Awaitable[Value]]) -> Fetched:
         """The stored answer for a key the caller just missed: someone else's, or ``call()``'s."""
@@ -119,66 +209,53 @@ class AnswerCache:
         return got
 
     async def _fetch_leased(self, key: str, call: Callable[[], Awaitable[Value]]) -> Fetched:
-        lease = lease_key(key)
         delay = _POLL_S
-        while not self._take(lease):
+        while not self._take(key):
             await asyncio.sleep(delay)
             delay = min(2 * delay, _POLL_MAX_S)
             value = self._store.get(key)
             if value is not None:
                 return Fetched(value, Source.WAITED)
-        renewing = asyncio.create_task(self._renew(lease))
-        settled = False
+        self._hold()
         try:
             value = self._store.get(key)  # stored between the caller's miss and our lease
             if value is not None:
                 return Fetched(value, Source.WAITED)
             mine = await call()
-            with self._store.transact():  # one write transaction: store, read back, release
-                added = self._store.add(key, mine)
-                stored = mine if added else self._store.get(key)
-                self._release(lease)
-                settled = True
+            added = self._store.add(key, mine)
+            stored = mine if added else self._store.get(key)
             if stored is None:  # unreachable without eviction; never lose the answer we paid for
                 stored, added = mine, True
             return Fetched(stored, Source.CALLED if added else Source.ADOPTED)
         finally:
-            renewing.cancel()
-            if not settled:
-                self._release(lease)  # failed, stopped or cancelled: the next caller takes over now
+            # Stored, failed, stopped or cancelled: released after the answer is in, so a waiter that
+            # sees the lease gone finds the answer, or calls itself.
+            self._leases.release(key, self._holder)
+            self._holding -= 1
 
-    def _take(self, lease: str) -> bool:
-        """Add the lease; or take it from a holder whose process is gone from this host."""
-        if self._store.add(lease, self._holder, expire=self.lease_s):
+    def _take(self, key: str) -> bool:
+        """Take the key's lease; or take it over from a holder whose process is gone from this host."""
+        if self._leases.take(key, self._holder, self.lease_s):
             return True
-        holder = self._store.get(lease)
-        if holder is None:  # released or expired since the add
-            return bool(self._store.add(lease, self._holder, expire=self.lease_s))
-        if holder.get("host") != self._holder["host"] or not _pid_gone(int(holder.get("pid", 0))):
+        holder = self._leases.holder(key)
+        if holder is None:  # released or expired since the take
+            return self._leases.take(key, self._holder, self.lease_s)
+        if holder.host != self._holder.host or not _pid_gone(holder.pid):
             return False
-        with self._store.transact():  # compare and swap: one of the waiters takes it over
-            if self._store.get(lease) != holder:
-                return False
-            self._store.set(lease, self._holder, expire=self.lease_s)
-        log.warning(
-            "cache: took over %s… from pid %s, which is no longer running",
-            lease[len(LEASE_PREFIX) : len(LEASE_PREFIX) + 12],
-            holder.get("pid"),
-        )
+        if not self._leases.swap(key, holder, self._holder, self.lease_s):
+            return False  # another waiter took it over first
+        log.warning("cache: took over %s… from pid %s, which is no longer running", key[:12], holder.pid)
         return True
 
-    def _release(self, lease: str) -> None:
-        # Only our own lease: ours may have expired during a stall and been taken by another caller.
-        with self._store.transact():
-            if self._store.get(lease) == self._holder:
-                self._store.delete(lease)
+    def _hold(self) -> None:
+        self._holding += 1
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew())
 
-    async def _renew(self, lease: str) -> None:
-        while True:
+    async def _renew(self) -> None:
+        while self._holding:
             await asyncio.sleep(self.lease_s / 3)
             try:
-                with self._store.transact():
-                    if self._store.get(lease) == self._holder:
-                        self._store.touch(lease, expire=self.lease_s)
-            except self._timeout:
-                continue  # the database is busy; the lease still has two thirds of its time
+                self._leases.renew(self._holder, self.lease_s)
+            except sqlite3.OperationalError:
+                continue  # the table is busy; the leases still have two thirds of their time

@@ -30,7 +30,7 @@ from helpers import responder, scripted_overrides, write_dataset
 from scripted_server import Reply, Responder, ScriptedServer
 from test_pipeline import ROWS, SCRIPT
 
-from bsa.cache import LEASE_PREFIX, lease_key
+from bsa.cache import Holder, Leases
 from bsa.config import Config
 from bsa.llm import Client, Completion, Endpoint, ModelCallError, Request
 from bsa.run import run
@@ -128,8 +128,11 @@ def _finish(procs: list[subprocess.Popen[bytes]], run_dirs: list[Path]) -> None:
 
 
 def _leases(cache: Path) -> list[str]:
-    with diskcache.Cache(str(cache)) as c:
-        return [k for k in c.iterkeys() if isinstance(k, str) and k.startswith(LEASE_PREFIX)]
+    leases = Leases(cache)
+    try:
+        return sorted(leases.held())
+    finally:
+        leases.close()
 
 
 @pytest.mark.parametrize("n_procs", [2, 4])
@@ -230,7 +233,7 @@ def test_a_lease_is_released_when_its_call_ends_without_an_answer(tmp_path: Path
                 task = asyncio.ensure_future(client.complete(req))
                 while not arrived.is_set():
                     await asyncio.sleep(0.01)
-                assert _leases(cache) == [lease_key(req.cache_key())]
+                assert _leases(cache) == [req.cache_key()]
                 if outcome == "cancelled":
                     task.cancel()
                     with pytest.raises(asyncio.CancelledError):
@@ -262,11 +265,10 @@ def test_a_stale_lease_is_taken_over_and_the_run_completes(
             pid, expire = gone.pid, 600.0
         else:
             pid, expire = os.getpid(), 2.0
-        with diskcache.Cache(str(tmp_path / "cache")) as c:
-            for k in keys:
-                c.add(
-                    lease_key(k), {"pid": pid, "host": socket.gethostname(), "token": holder}, expire=expire
-                )
+        leases = Leases(tmp_path / "cache")
+        for k in keys:
+            assert leases.take(k, Holder(pid, socket.gethostname(), holder), expire)
+        leases.close()
         calls_before = len(server.requests)
         t0 = time.monotonic()
         res = run(make_config(*scripted_overrides(server.api_base, data)), tmp_path / "run")
