@@ -145,11 +145,19 @@ def execute(
         data = (
             "illustrative data" if cfg.dataset.demo else f"your data ({cfg.dataset.path or cfg.dataset.url})"
         )
+        from bsa import showcase
+
+        example = showcase.pick(res.queries, res.generations, res.judgments)
+        if example is not None:
+            console.print_example(example, res.metrics)
         console.console.print(
-            "[yellow]This was the embedded demo model: SmolLM2-135M (not a reasoning model) judged by itself "
-            f"on {data}, so the numbers show the pipeline works, not how safe any model is.\n"
-            "Evaluate a real model on the benchmark with the paper's judge and prompts, e.g.:\n"
-            "  DEEPSEEK_API_KEY=… OPENAI_API_KEY=… python -m bsa model=deepseek_r1[/]"
+            "[yellow]This was the embedded demo model: SmolLM2-135M (not a reasoning model; a grammar makes "
+            f"it write a short reasoning section) judged by itself on {data}, so the numbers show how BSA "
+            "works, not how safe any model is.\n"
+            "Evaluate a real reasoning model on the 2,000-query benchmark, judged as in the paper (GPT-4o, "
+            "the published prompts), e.g.:\n"
+            "  DEEPSEEK_API_KEY=… OPENAI_API_KEY=… python -m bsa model=deepseek_r1\n"
+            "Add dry_run=true first to see the calls it will make and their estimated cost.[/]"
         )
     console.console.print(f"Results: [bold]{res.run_dir}[/]")
     _ended(res.run_dir, 0)

@@ -9,6 +9,7 @@ merged into one ``n=k`` call, and the cache holds one entry per request whicheve
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from bsa.llm import Client, Completion, Request
@@ -35,3 +36,31 @@ async def drive(client: Client, stage: CallStage[K_contra], key: K_contra) -> Ro
     while req is not None:
         req = stage.read(row, req, await client.complete(req))
     return row
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A key driven on the cache alone: its row, finished when ``missing`` is None."""
+
+    row: Row
+    first: Request | None  # the key's first request; None when a rule decided without a call
+    missing: Request | None  # the first request the cache lacks; None when the row is finished
+    answers: int  # cached answers read into the row
+
+    @property
+    def finished(self) -> bool:
+        return self.missing is None
+
+
+def replay(client: Client, stage: CallStage[K_contra], key: K_contra) -> Replayed:
+    """``drive`` without a call: as far as the cache holds the answers (a plan's look at a key, and
+    the whole row when every attempt is cached, so that it lands without a job)."""
+    row, first = stage.start(key)
+    req, answers = first, 0
+    while req is not None:
+        hit = client.lookup(req)
+        if hit is None:
+            return Replayed(row, first, req, answers)
+        answers += 1
+        req = stage.read(row, req, hit)
+    return Replayed(row, first, None, answers)

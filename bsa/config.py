@@ -57,6 +57,9 @@ class StructuredOutput(Choice):
     json_object = "json_object"
     json_schema = "json_schema"  # OpenAI strict
     json_object_schema = "json_object_schema"  # llama.cpp: a schema inside json_object (grammar)
+    # llama.cpp: a GBNF grammar of exactly the JSON the prompts ask for (verdict.gbnf): no free
+    # whitespace for a small judge to loop in, the explanation bounded
+    grammar = "grammar"
 
 
 class EmptyReasoning(Choice):
@@ -125,6 +128,9 @@ class ModelConfig:
     reasoning_effort: str | None = None  # low | medium | high where the provider has it
     thinking_budget: int | None = None  # Anthropic / Gemini thinking budget in tokens
     system_prompt: str | None = None  # prepended to the mitigation's system prompt, if any
+    # A GBNF grammar the reply must follow: a shipped one by name (think_answer: <think>…</think>
+    # then the answer) or a .gbnf file. Only llama.cpp takes it (model.serve.backend=llama_cpp).
+    grammar: str | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
     # the provider accepts n>1 in one request (sampling.batch_samples); null = ask LiteLLM
     supports_n: bool | None = None
@@ -186,8 +192,12 @@ class JudgeConfig:
     prompts_dir: str | None = "${oc.env:BSA_PROMPTS_DIR,null}"
     prompts_url: str = "https://raw.githubusercontent.com/OpenStellarTeam/BSA/{commit}/Prompt/"
     prompts_commit: str = "b54c09fb8c8fdc0d568bdaff89ff0a46149ab094"
-    # none | json_object | json_schema (OpenAI strict) | json_object_schema (llama.cpp grammar)
+    # none | json_object | json_schema (OpenAI strict) | json_object_schema (llama.cpp, from a schema)
+    # | grammar (llama.cpp, bsa's own GBNF of the reply)
     structured_output: StructuredOutput = StructuredOutput.none
+    # json_object_schema and grammar: the explanation's length bound, so a small judge cannot ramble
+    # past max_tokens and leave invalid JSON (each character also costs a grammar step).
+    max_explanation_chars: int = 400
     max_reasks: int = 2
     max_input_chars: int = 24000  # reasoning/answer longer than this are truncated and flagged
     # what a sample with no reasoning trace gets on the think judgment:
@@ -301,6 +311,25 @@ def validate(cfg: Config) -> None:
                 f"{role}.deployments with {role}.serve.backend={rc.serve.backend!r}: bsa starts one server "
                 f"itself; list deployments only for servers you run (set {role}.serve.backend=none)"
             )
+    if cfg.model.grammar and cfg.model.serve.backend != Backend.llama_cpp:
+        problems.append(
+            f"model.grammar={cfg.model.grammar!r} with model.serve.backend={cfg.model.serve.backend!r}: "
+            "a grammar is sent only to the llama.cpp server bsa starts (model.serve.backend=llama_cpp); "
+            "other providers reject it or ignore it silently. Remove model.grammar (model.grammar=null)"
+        )
+    judge_backend = cfg.judge.serve.backend
+    if judge_backend == Backend.model:  # the model's server; with a remote model, a llama.cpp of its own
+        judge_backend = cfg.model.serve.backend
+        if judge_backend == Backend.none:
+            judge_backend = Backend.llama_cpp
+    if cfg.judge.structured_output == StructuredOutput.grammar and judge_backend != Backend.llama_cpp:
+        problems.append(
+            f"judge.structured_output=grammar with a judge served by {judge_backend!r}: a GBNF grammar "
+            "goes only to a llama.cpp server bsa starts (judge.serve.backend=llama_cpp, or model with "
+            "model.serve.backend=llama_cpp); use json_schema or json_object for other servers"
+        )
+    if cfg.judge.max_explanation_chars < 1:
+        problems.append(f"judge.max_explanation_chars={cfg.judge.max_explanation_chars}: must be at least 1")
     if cfg.judge.batch_poll_s <= 0:
         problems.append(f"judge.batch_poll_s={cfg.judge.batch_poll_s}: must be positive (seconds)")
     if cfg.judge.batch_max_requests < 1:

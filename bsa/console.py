@@ -259,3 +259,29 @@ def print_usage(stats_by_role: dict[str, dict[str, Any]], out: Console | None = 
     for r in rows:
         t.add_row(*r)
     out.print(t)
+
+
+def print_example(ex: Any, m: dict[str, Any]) -> None:
+    """One sample as BSA sees it (a ``showcase.Example``), and what Safe@1 vs Think@1 says of the run."""
+    from bsa import showcase
+
+    q = ex.query
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    rows = [
+        ("Query", f"{showcase.excerpt(q.query, 300)}  ({q.scenario}; {', '.join(q.categories)})"),
+        ("Annotated risk", showcase.excerpt(q.risk_summary, 240)),
+        ("Reasoning", showcase.excerpt(ex.reasoning, 360)),
+        ("Answer", showcase.excerpt(ex.answer, 300)),
+        ("Safety judge", f"{ex.safety}: {showcase.excerpt(ex.safety_explanation, 240)}"),
+        ("Think judge", f"{ex.think}: {showcase.excerpt(ex.think_explanation, 240)}"),
+    ]
+    for what, value in rows:
+        grid.add_row(what, escape(value))
+    grid.add_row("So", escape(f"{showcase.MEANING[ex.kind]}"))
+    title = f"One sample, as BSA sees it: {q.id}, sample {ex.sample_index} ({ex.kind})"
+    console.print(Panel(grid, title=escape(title), title_align="left"))
+    line = showcase.gap_line(m.get("safe_at_1"), m.get("think_at_1"))
+    if line:
+        console.print(escape(line))

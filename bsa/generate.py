@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from bsa import prompts
-from bsa.config import JudgeConfig, MitigationConfig, ModelConfig, SamplingConfig
+from bsa.config import ConfigError, JudgeConfig, MitigationConfig, ModelConfig, SamplingConfig
 from bsa.data import Query
 from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
 from bsa.reasoning import extract
@@ -78,6 +79,48 @@ def mitigation_file(mitigation: MitigationConfig) -> Path:
     )
 
 
+GRAMMARS_DIR = prompts.PROMPTS_DIR / "grammars"
+
+
+class GrammarError(ConfigError):
+    """model.grammar names no shipped grammar and no readable file."""
+
+
+@dataclass(frozen=True)
+class Grammar:
+    text: str
+    file: Path
+
+    def provenance(self) -> dict[str, str]:
+        return {"file": str(self.file), "sha256": hashlib.sha256(self.text.encode()).hexdigest()}
+
+
+def grammar(model: ModelConfig) -> Grammar | None:
+    """``model.grammar``: a shipped grammar by name (``bsa/templates/grammars/<name>.gbnf``), or a
+    ``.gbnf`` file (absolute, or relative to the current directory)."""
+    spec = model.grammar
+    if not spec:
+        return None
+    return _grammar(spec, str(Path.cwd()))
+
+
+@lru_cache(maxsize=8)
+def _grammar(spec: str, cwd: str) -> Grammar:
+    shipped = sorted(p.stem for p in GRAMMARS_DIR.glob("*.gbnf"))
+    if spec in shipped:
+        path = GRAMMARS_DIR / f"{spec}.gbnf"
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_absolute():
+            path = Path(cwd) / path
+        if not path.is_file():
+            raise GrammarError(
+                f"model.grammar={spec!r}: neither a grammar shipped with bsa ({', '.join(shipped)}) nor a "
+                f"file ({path} does not exist); name a shipped one or give the path of a .gbnf file"
+            )
+    return Grammar(path.read_text(encoding="utf-8"), path.resolve())
+
+
 def system_prompt(model: ModelConfig, mitigation: MitigationPrompt) -> str | None:
     """The model file's system prompt, then the mitigation's rules, joined."""
     parts = []
@@ -109,8 +152,12 @@ def request_params(model: ModelConfig, sampling: SamplingConfig, sample_index: i
         params["thinking"] = {"type": "enabled", "budget_tokens": model.thinking_budget}
     if sampling.seed is not None:
         params["seed"] = sampling.seed + sample_index
-    if model.extra_body:
-        params["extra_body"] = dict(model.extra_body)
+    extra = dict(model.extra_body)
+    g = grammar(model)
+    if g is not None:  # llama.cpp's server reads "grammar" from the request body (config.validate)
+        extra["grammar"] = g.text
+    if extra:
+        params["extra_body"] = extra
     return params
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from bsa.calls import drive
+from bsa.calls import drive, replay
 from bsa.config import JudgeConfig
 from bsa.data import Query
 from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
@@ -27,6 +27,7 @@ from bsa.verdict import (
     THINK_MISS,
     Unscored,
     Verdict,
+    gbnf,
     json_schema,
     labels_for,
     parse,
@@ -37,7 +38,7 @@ INPUT_TRUNCATED = "judge_input_truncated"
 
 def fence(text: str) -> str:
     """Enclose model text in a fence longer than any backtick run inside it, so it cannot close it."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0) if "`" in text else 0
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}text\n{text}\n{ticks}"
 
@@ -107,10 +108,13 @@ def request_params(cfg: JudgeConfig, kind: str, scenario: str, prompt_set: str) 
         # llama.cpp's server takes a schema inside json_object and constrains decoding with it.
         params["response_format"] = {
             "type": "json_object",
-            "schema": json_schema(kind, scenario, 400, style=style),
+            "schema": json_schema(kind, scenario, cfg.max_explanation_chars, style=style),
         }
-    if cfg.extra_body:
-        params["extra_body"] = dict(cfg.extra_body)
+    extra = dict(cfg.extra_body)
+    if cfg.structured_output == "grammar":  # llama.cpp reads "grammar" from the body (config.validate)
+        extra["grammar"] = gbnf(kind, scenario, cfg.max_explanation_chars, style=style)
+    if extra:
+        params["extra_body"] = extra
     return params
 
 
@@ -244,16 +248,44 @@ class EnsembleStage:
         if req is None:
             return row
         rows = await asyncio.gather(*(drive(client, m, key) for m in self.members))
-        row["verdict"], row["unscored_reason"] = vote([r["verdict"] for r in rows])
-        row["explanation"] = "; ".join(f"{r['judge_model']}: {r['verdict'] or 'unscored'}" for r in rows)
-        row["flags"] = sorted({f for r in rows for f in r["flags"]})
-        keep = ("judge_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")
-        row["members"] = [{k: r.get(k) for k in keep} for r in rows]
-        row["attempts"] = sum(r.get("attempts", 0) for r in rows)
-        return row
+        return _combine(row, rows)
+
+    def replay(self, client: Client, key: tuple[Query, dict[str, Any], str]) -> CachedJudgment:
+        """The judgment as far as the cache holds it, without a call (see ``calls.replay``)."""
+        if self.ensemble:
+            row, req = self.outer.start(key)
+            if req is None:  # a rule decides for every member
+                return CachedJudgment(row, 0, 0, 0)
+        members = [replay(client, m, key) for m in self.members]
+        firsts = [m for m in members if m.first is not None]
+        cached = sum(m.missing is not m.first for m in firsts)  # the first attempt was answered
+        answers = sum(m.answers for m in members)
+        if not all(m.finished for m in members):
+            return CachedJudgment(None, len(firsts), cached, answers)
+        done = _combine(row, [m.row for m in members]) if self.ensemble else members[0].row
+        return CachedJudgment(done, len(firsts), cached, answers)
 
     def first_requests(self, key: tuple[Query, dict[str, Any], str]) -> list[Request]:
         return [req for m in self.members if (req := m.start(key)[1]) is not None]
+
+
+@dataclass(frozen=True)
+class CachedJudgment:
+    row: dict[str, Any] | None  # the finished row when every attempt it needs is cached (or a rule)
+    first_requests: int  # first attempts it needs (one per member; none when a rule decides)
+    first_cached: int  # of which the cache holds the answer
+    answers: int  # cached answers read
+
+
+def _combine(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ensemble's row: the members' vote, their explanations and flags."""
+    row["verdict"], row["unscored_reason"] = vote([r["verdict"] for r in rows])
+    row["explanation"] = "; ".join(f"{r['judge_model']}: {r['verdict'] or 'unscored'}" for r in rows)
+    row["flags"] = sorted({f for r in rows for f in r["flags"]})
+    keep = ("judge_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")
+    row["members"] = [{k: r.get(k) for k in keep} for r in rows]
+    row["attempts"] = sum(r.get("attempts", 0) for r in rows)
+    return row
 
 
 def stage(cfg: JudgeConfig, prompts: PromptSet) -> EnsembleStage:

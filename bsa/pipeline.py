@@ -52,8 +52,10 @@ class Pipeline:
         self.generation, self.judging = generation, judging
         self.batch_samples = batch_samples
         self._pipelined = True  # a landed generation queues its judgments
-        # Generations the plan found in the cache: they land when scheduled, without a job.
+        # Generations and judgments the plan found in the cache: they land when scheduled, without a
+        # job (a warm re-run builds each request once).
         self._cached: dict[tuple[str, int], Row] = {}
+        self._cached_judgments: dict[tuple[str, int, str], tuple[Row, int]] = {}  # (row, answers read)
 
     def missing(self, q: Query) -> list[int]:
         if self.generation is None:
@@ -93,9 +95,14 @@ class Pipeline:
                 gen_cached += 1
                 self._cached[(q.id, i)] = g
             assert g is not None
-            for _, reqs in self._first_judge_requests(q, i, g):
-                judge_todo += len(reqs)
-                judge_cached += sum(self.client.cached(r) for r in reqs)
+            for kind in KINDS:
+                if (q.id, i, kind) in self.state.judged:
+                    continue
+                got = self.judging.replay(self.client, (q, g, kind))
+                judge_todo += got.first_requests
+                judge_cached += got.first_cached
+                if got.row is not None:
+                    self._cached_judgments[(q.id, i, kind)] = (got.row, got.answers)
         return {
             "queries": len(self.queries),
             "k": self.k,
@@ -149,7 +156,8 @@ class Pipeline:
         """(generation jobs, judgment jobs) this run will see if nothing fails."""
         gens = sum(len(self.missing(q)) for q in self.queries)
         judgments = 2 * (len(self.state.gens) + gens) - len(self.state.judged)
-        return gens - len(self._cached), judgments  # cached generations land without a job
+        # What the plan found in the cache lands without a job.
+        return gens - len(self._cached), judgments - len(self._cached_judgments)
 
     async def execute(self, scheduler: Scheduler, batch: BatchSettings | None = None) -> BatchReport | None:
         """Run the work. Online: one pass, each judgment queued as its sample lands. With ``batch``
@@ -279,6 +287,12 @@ class Pipeline:
                 self._queue_judgment(scheduler, q, g, kind)
 
     def _queue_judgment(self, scheduler: Scheduler, q: Query, g: Row, kind: str) -> None:
+        cached = self._cached_judgments.pop((q.id, g["sample_index"], kind), None)
+        if cached is not None:
+            row, answers = cached
+            self.client.stats.cache_hits += answers
+            self.state.keep_judgment(row)
+            return
         client, judging, key = self.client, self.judging, (q, g, kind)
         scheduler.submit(
             "judge",

@@ -14,6 +14,7 @@ import hashlib
 import re
 import string
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,8 @@ class Template:
     name: str  # where it came from: a path, or "<file>#<scenario>" for a published block
     text: str
 
-    @property
-    def hash(self) -> str:
+    @cached_property
+    def hash(self) -> str:  # asked for every judge request: computed once
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 

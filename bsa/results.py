@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,18 @@ def _current_umask() -> int:
 _UMASK = _current_umask()  # written where upstream expects a label; never equal to a target label
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str | Iterable[str]) -> None:
+    """Write ``text`` (a string, or chunks written as they come: a large file never held whole) to a
+    temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are for sharing
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                f.writelines(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -64,7 +70,7 @@ class JsonlAppender:
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _parse_jsonl(text: str, path: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -219,11 +225,17 @@ def sample_rows(
 ) -> list[dict[str, Any]]:
     """One flat row per generation row, in its order, with ``SAMPLE_COLUMNS``: the query's fields
     (null where the query is not among ``queries``) and both judgments (null where not judged)."""
+    return list(iter_sample_rows(queries, generations, judgments))
+
+
+def iter_sample_rows(
+    queries: Iterable[Query], generations: list[dict[str, Any]], judgments: list[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """``sample_rows`` one at a time."""
     from bsa.verdict import THINK_TARGET
 
     by_id = {q.id: q for q in queries}
     judged = {(j.get("id"), j.get("sample_index"), j.get("kind")): j for j in judgments}
-    out = []
     for g in generations:
         q = by_id.get(g["id"])
         scenario = q.scenario if q is not None else g.get("scenario")
@@ -257,8 +269,7 @@ def sample_rows(
             row[f"{kind}_unscored_reason"] = j.get("unscored_reason")
             row[f"{kind}_explanation"] = j.get("explanation") if j else None
             row["safe" if kind == SAFETY else "think_ok"] = None if verdict is None else float(verdict == hit)
-        out.append({name: _typed(row[name], kind) for name, kind in SAMPLE_COLUMNS})
-    return out
+        yield {name: _typed(row[name], kind) for name, kind in SAMPLE_COLUMNS}
 
 
 def _typed(value: Any, kind: str) -> Any:
@@ -273,8 +284,8 @@ def _typed(value: Any, kind: str) -> Any:
     return value
 
 
-def samples_table(rows: list[dict[str, Any]]) -> Any:
-    """``sample_rows`` as a pyarrow Table with ``SAMPLE_COLUMNS``' schema (typed even when empty)."""
+def samples_schema() -> Any:
+    """``SAMPLE_COLUMNS`` as a pyarrow schema."""
     import pyarrow as pa
 
     types = {
@@ -283,8 +294,14 @@ def samples_table(rows: list[dict[str, Any]]) -> Any:
         "float64": pa.float64(),
         "list<string>": pa.list_(pa.string()),
     }
-    schema = pa.schema([(name, types[t]) for name, t in SAMPLE_COLUMNS])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.schema([(name, types[t]) for name, t in SAMPLE_COLUMNS])
+
+
+def samples_table(rows: list[dict[str, Any]]) -> Any:
+    """``sample_rows`` as a pyarrow Table with ``SAMPLE_COLUMNS``' schema (typed even when empty)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=samples_schema())
 
 
 def _sources(run_dir: Path) -> dict[str, str | None]:
@@ -292,6 +309,9 @@ def _sources(run_dir: Path) -> dict[str, str | None]:
     from bsa.data import file_sha256
 
     return {name: file_sha256(run_dir / name) for name in (GENERATIONS, JUDGMENTS)}
+
+
+_ROW_GROUP = 2000  # samples per Parquet row group
 
 
 def write_samples(
@@ -303,17 +323,21 @@ def write_samples(
     """Write ``run_dir/samples.parquet`` (``sample_rows``) atomically, as ``atomic_write`` writes
     text. Its metadata records the sha256 of the run dir's JSONL files, so a reader knows a view
     that a later resume made stale (``samples_current``)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = samples_table(sample_rows(queries, generations, judgments))
-    table = table.replace_schema_metadata({SAMPLES_SOURCES_KEY: json.dumps(_sources(run_dir))})
+    schema = samples_schema().with_metadata({SAMPLES_SOURCES_KEY: json.dumps(_sources(run_dir))})
     path = run_dir / SAMPLES
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # A row group at a time: a full run's text is never held twice (Python and Arrow) at once.
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            rows = iter_sample_rows(queries, generations, judgments)
+            while batch := list(itertools.islice(rows, _ROW_GROUP)):
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

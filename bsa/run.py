@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import platform
 import time
 from collections.abc import Awaitable, Callable
@@ -214,6 +215,7 @@ def run(
     write_info(run_dir / INFO, info)
     t0 = time.perf_counter()
     client: Client | None = None
+    unfreeze: Callable[[], None] = _no_op
     try:
         with ExitStack() as stack:
             model_cfg, judge_cfg, info["servers"] = server.serve_roles(
@@ -221,6 +223,7 @@ def run(
             )
             for ep in ([] if generations else [generate.endpoint(model_cfg)]) + judge.endpoints(judge_cfg):
                 preflight(ep)
+            unfreeze = _freeze_heap()
             client = stack.enter_context(_client(cfg))
             control = Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s)
             state = RunState(run_dir, queries, cfg.sampling.k)
@@ -241,8 +244,25 @@ def run(
         if client is not None:
             info["stats"] = dataclasses.asdict(client.stats)
         write_info(run_dir / INFO, info)
+        unfreeze()
         raise
-    return _finish(cfg, run_dir, queries, state, control, info, time.perf_counter() - t0)
+    try:
+        return _finish(cfg, run_dir, queries, state, control, info, time.perf_counter() - t0)
+    finally:
+        unfreeze()
+
+
+def _freeze_heap() -> Callable[[], None]:
+    """Move what exists now (modules, LiteLLM's tables, configs, queries) out of the collector's sight
+    until the returned callable is called: a run makes hundreds of thousands of objects, and each full
+    collection would walk the imported heap again (a warm re-run of 2,000 × 5 spent 1.5 s in it)."""
+    gc.collect()
+    gc.freeze()
+    return gc.unfreeze
+
+
+def _no_op() -> None:
+    pass
 
 
 def _started_info(
@@ -282,6 +302,8 @@ def _started_info(
     }
     if generations is not None:
         info["generations_source"] = generations.provenance
+    elif (grammar := generate.grammar(cfg.model)) is not None:
+        info["grammar"] = grammar.provenance()
     return info
 
 

@@ -176,6 +176,26 @@ def parse(text: str, kind: str, scenario: str) -> Parsed:
     return Unscored("no JSON verdict found in judge output")
 
 
+def gbnf(kind: str, scenario: str, max_explanation: int, style: str = "bsa") -> str:
+    """A llama.cpp GBNF grammar of exactly the reply ``json_schema`` describes, in its key order, with
+    no optional whitespace (a small judge can loop in it until max_tokens) and an explanation of 1 to
+    ``max_explanation`` characters without quotes, backslashes or line breaks."""
+    schema = json_schema(kind, scenario, style=style)
+    (explanation_key, _), (verdict_key, verdict) = schema["properties"].items()
+    if verdict.get("type") == "boolean":
+        values = ["true", "false"]
+    else:
+        values = [json.dumps(label) for label in verdict["enum"]]
+    head = "{" + json.dumps(explanation_key) + ': "'
+    middle = '", ' + json.dumps(verdict_key) + ": "
+    text_char = r'[^"\\\r\n]'  # GBNF: anything but a quote, a backslash or a line break
+    return (
+        f"root ::= {json.dumps(head)} explanation {json.dumps(middle)} verdict {json.dumps('}')}\n"
+        f"explanation ::= {text_char}{{1,{max_explanation}}}\n"
+        f"verdict ::= {' | '.join(json.dumps(v) for v in values)}\n"
+    )
+
+
 # The JSON the published prompts ask for: (explanation key, verdict key) per kind; the Risk Omission
 # think prompt answers a boolean "Conclusion" instead of a "Result" label.
 PUBLISHED_KEYS = {

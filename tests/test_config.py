@@ -45,7 +45,13 @@ def test_every_group_file_composes(group: str, name: str) -> None:
 def test_defaults_are_the_embedded_offline_run() -> None:
     cfg = compose_config([])
     assert cfg.model.serve.backend == "llama_cpp" and cfg.judge.serve.backend == "model"
-    assert cfg.dataset.demo and cfg.sampling.k == 5 and cfg.mitigation.name == "none"
+    # The demo samples k=2 (sampling=demo, picked by model=smollm2) to stay under 5 minutes on 2 cores;
+    # any other model keeps the paper's k=5, and an explicit sampling= or sampling.k= wins.
+    assert cfg.dataset.demo and cfg.sampling.name == "demo" and cfg.sampling.k == 2
+    assert cfg.mitigation.name == "none" and cfg.model.grammar == "think_answer"
+    assert compose_config(["model=deepseek_r1"]).sampling.k == 5
+    assert compose_config(["sampling.k=5"]).sampling.k == 5
+    assert compose_config(["sampling=greedy"]).sampling.name == "greedy"
 
 
 def test_common_overrides_work_whatever_group() -> None:
@@ -83,7 +89,8 @@ def test_common_overrides_work_whatever_group() -> None:
         # Fixed choices are Enums: a wrong value fails at composition, naming the allowed ones.
         (
             "judge.structured_output=yaml",
-            "Invalid value 'yaml', expected one of [none, json_object, json_schema, json_object_schema]",
+            "Invalid value 'yaml', expected one of "
+            "[none, json_object, json_schema, json_object_schema, grammar]",
         ),
         (
             "judge.empty_reasoning=guess",

@@ -308,3 +308,45 @@ def test_several_servers_for_one_model_every_sample_exactly_once(
     assert "limits" in info and info["stats"]["by_role"]["model"]["calls"] == 16
     # The Router leaves LiteLLM's price map as it was: a local model stays unpriced, not $0.
     assert all(g["cost_usd"] is None for g in res.generations)
+
+
+def test_a_warm_rerun_lands_every_row_from_the_plan_without_a_job(
+    tmp_path: Path, make_config: Callable[..., Config], monkeypatch: Any
+) -> None:
+    """Every generation and judgment (re-asks included) the plan finds in the cache lands without a
+    scheduler job, each request built once; the files are those of the cold run, byte for byte."""
+    from bsa.scheduler import Scheduler
+
+    rows = make_rows(6)
+    data = write_dataset(tmp_path / "d.csv", rows)
+    verdict = verdicts_for(rows)
+    first_think = set()
+
+    def flaky(kind: str, qid: str, i: int) -> str:
+        # The first think reply of q1 sample 0 is unreadable: the cold run re-asks, the warm one reads
+        # both attempts from the cache.
+        if kind == "think" and (qid, i) == ("q1", 0) and (qid, i) not in first_think:
+            first_think.add((qid, i))
+            return "no verdict here"
+        return verdict(kind, qid, i)
+
+    with ScriptedServer(responder({r["query"]: r["id"] for r in rows}, flaky)) as server:
+        cfg = make_config(*scripted_overrides(server.api_base, data))
+        cold = run(cfg, tmp_path / "cold")
+        assert cold.metrics["unscored_think"] == 0 and cold.stats.calls == 6 * 2 * 3 + 1
+        jobs: list[str] = []
+        submit = Scheduler.submit
+
+        def counted(self: Scheduler, role: str, *args: Any, **kwargs: Any) -> None:
+            jobs.append(role)
+            submit(self, role, *args, **kwargs)
+
+        monkeypatch.setattr(Scheduler, "submit", counted)
+        server.requests.clear()
+        warm = run(make_config(*scripted_overrides(server.api_base, data)), tmp_path / "warm")
+    assert server.requests == [] and jobs == []
+    assert warm.stats.calls == 0 and warm.stats.cache_hits == cold.stats.calls
+    for name in ("generations.jsonl", "judgments.jsonl", "metrics.json", "bsa_results.csv"):
+        assert (tmp_path / "warm" / name).read_bytes() == (tmp_path / "cold" / name).read_bytes(), name
+    plan = json.loads((tmp_path / "warm" / "run.json").read_text())["plan"]
+    assert plan["generation_cached"] == 12 and plan["judge_cached"] == plan["judge_calls"] == 24

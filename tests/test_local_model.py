@@ -70,19 +70,31 @@ def test_smollm2_run_end_to_end(tmp_path: Path) -> None:
     gens = [json.loads(x) for x in (run_dir / "generations.jsonl").read_text().splitlines()]
     judgments = [json.loads(x) for x in (run_dir / "judgments.jsonl").read_text().splitlines()]
     assert len(gens) == 4 and len(judgments) == 8
-    for g in gens:  # a real model's reply went through extraction; flags say what is missing
+    for g in gens:  # the grammar (model.grammar=think_answer) gives every reply a reasoning trace
+        assert g["reasoning"].strip() and "no_reasoning" not in g["flags"], g
         assert g["answer"] or "empty_answer" in g["flags"]
-        assert g["reasoning"] or "no_reasoning" in g["flags"]
         assert g["usage"]["completion_tokens"] > 0
     for j in judgments:  # every verdict parsed, or explicitly unscored with the raw output kept
         if j["verdict"] is None:
             assert j["unscored_reason"] and (j["raw"] or j["source"] != "judge")
         else:
             assert j["unscored_reason"] is None
+    # The think judge read the real reasoning: a judge call per sample, never the no-reasoning rule.
+    thinks = [j for j in judgments if j["kind"] == "think"]
+    assert len(thinks) == 4 and all(j["source"] == "judge" and j["raw"] for j in thinks), thinks
+    by_key = {(g["id"], g["sample_index"]): g for g in gens}
+    for j in thinks:
+        assert j["template"] and j["attempts"] >= 1
+        assert by_key[(j["id"], j["sample_index"])]["reasoning"].strip()
+    # The newcomer's panel: one judged sample with both verdicts, and what Safe@1 vs Think@1 means.
+    assert "One sample, as BSA sees it" in text and "Reasoning" in text and "Think judge" in text
+    assert f"Safe@1 {m['safe_at_1']:.1f}% vs Think@1 {m['think_at_1']:.1f}%" in text
     # The harness stopped its server.
     assert _server_processes() == before
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "complete" and "llama_cpp.server" in info["servers"][0]
+    assert info["grammar"]["file"].endswith("think_answer.gbnf") and len(info["grammar"]["sha256"]) == 64
+    assert info["stats"]["by_role"]["judge"]["calls"] >= 8  # 4 safety + 4 think judgments, all called
 
     # Again, into a new run dir: the server gets another port, yet every call is a cache hit.
     again = subprocess.run(

@@ -177,6 +177,7 @@ def test_the_wheel_holds_every_file_of_the_package(installed: Installed) -> None
         "bsa/conf/hydra/launcher/bsa_slurm.yaml",
         "bsa/templates/judge/safety.md",
         "bsa/templates/safety_rules.md",
+        "bsa/templates/grammars/think_answer.gbnf",
         "bsa/resources/demo.csv",
         "bsa/py.typed",
     ):
