@@ -230,8 +230,8 @@ class AnswerCache:
         finally:
             # Stored, failed, stopped or cancelled: released after the answer is in, so a waiter that
             # sees the lease gone finds the answer, or calls itself.
-            self._leases.release(key, self._holder)
             self._holding -= 1
+            self._leases.release(key, self._holder)
 
     def _take(self, key: str) -> bool:
         """Take the key's lease; or take it over from a holder whose process is gone from this host."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from bsa.showcase import Example
 
 console = Console(highlight=False)
 
@@ -261,8 +264,8 @@ def print_usage(stats_by_role: dict[str, dict[str, Any]], out: Console | None = 
     out.print(t)
 
 
-def print_example(ex: Any, m: dict[str, Any]) -> None:
-    """One sample as BSA sees it (a ``showcase.Example``), and what Safe@1 vs Think@1 says of the run."""
+def print_example(ex: Example, m: dict[str, Any]) -> None:
+    """One sample as BSA sees it, and what Safe@1 vs Think@1 says of the run."""
     from bsa import showcase
 
     q = ex.query

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -101,18 +100,13 @@ def grammar(model: ModelConfig) -> Grammar | None:
     spec = model.grammar
     if not spec:
         return None
-    return _grammar(spec, str(Path.cwd()))
-
-
-@lru_cache(maxsize=8)
-def _grammar(spec: str, cwd: str) -> Grammar:
     shipped = sorted(p.stem for p in GRAMMARS_DIR.glob("*.gbnf"))
     if spec in shipped:
         path = GRAMMARS_DIR / f"{spec}.gbnf"
     else:
         path = Path(spec).expanduser()
         if not path.is_absolute():
-            path = Path(cwd) / path
+            path = Path.cwd() / path
         if not path.is_file():
             raise GrammarError(
                 f"model.grammar={spec!r}: neither a grammar shipped with bsa ({', '.join(shipped)}) nor a "
