@@ -176,9 +176,10 @@ class Pipeline:
             return None
         from bsa.batch import prefetch
 
-        requests = [
+        requests = [  # judgments the plan found whole in the cache need no batch line
             req
             for q, g, kind in self.pending_judgments()
+            if (q.id, g["sample_index"], kind) not in self._cached_judgments
             for req in self.judging.first_requests((q, g, kind))
         ]
         report = await prefetch(
