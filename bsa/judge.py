@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ from bsa.config import JudgeConfig
 from bsa.data import Query
 from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
 from bsa.prompts import PromptSet, Template
+from bsa.results import PROVIDER_REFUSED, refused
 from bsa.server import identity
 from bsa.verdict import (
     SAFETY,
@@ -47,6 +49,13 @@ def _clip(text: str, limit: int) -> tuple[str, bool]:
     if len(text) <= limit:
         return text, False
     return text[:limit] + f"\n[… truncated by bsa: {len(text) - limit} more characters]", True
+
+
+def inputs_truncated(judgments: Iterable[Mapping[str, Any]]) -> int:
+    """Judgment rows whose request was cut to ``judge.max_input_chars``: their judge graded part of a
+    trace or answer, which a flag on one row alone hides, so the run table, run.json and the report
+    count them."""
+    return sum(INPUT_TRUNCATED in (j.get("flags") or ()) for j in judgments)
 
 
 def render(template: Template, fields: dict[str, str], limit: int) -> tuple[str, bool]:
@@ -167,6 +176,12 @@ class JudgmentStage:
             "source": "judge",
             "flags": [],
         }
+        if refused(generation):
+            # Nothing to judge: scoring.provider_refusal scores the sample (results.scores).
+            row["source"] = "rule:provider_refused"
+            row["unscored_reason"] = "the model's provider refused the query (scoring.provider_refusal)"
+            row["flags"].append(PROVIDER_REFUSED)
+            return row, None
         reasoning = generation.get("reasoning") or ""
         if kind == THINK and not reasoning.strip() and cfg.empty_reasoning != "judge":
             row["source"] = "rule:no_reasoning"
@@ -195,6 +210,14 @@ class JudgmentStage:
         """Take one reply into the row: a verdict ends the judgment; an unparseable reply is re-asked
         (the next attempt's request) while re-asks remain."""
         kind, scenario = row["kind"], row["scenario"]
+        if completion.refusal is not None:  # the judge's provider refused: recorded, never re-asked
+            row["attempts"] = len(row["raw"]) + 1  # raw keeps the judge's replies; a refusal is none
+            row["verdict"] = None
+            row["unscored_reason"] = f"the judge's provider refused: {completion.refusal.get('message')}"
+            row["refusal"] = completion.refusal
+            if PROVIDER_REFUSED not in row["flags"]:
+                row["flags"].append(PROVIDER_REFUSED)
+            return None
         text = completion.message.get("content") or ""
         row["raw"].append(text)
         row["attempts"] = len(row["raw"])

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any
@@ -53,11 +57,54 @@ class OutOfQuota(ModelCallError):
     get the same 429 until someone adds credit. Stops the run at once."""
 
 
+class ServerDied(ModelCallError):
+    """The server bsa started for an endpoint has exited: no retry can reach it. Stops the run."""
+
+
+class CacheFull(ModelCallError):
+    """The answer cache cannot be written (its disk is full): answers would be paid for and lost."""
+
+
+def _full(e: BaseException) -> bool:
+    """A write that failed for want of space: ENOSPC/EDQUOT, or SQLite's "database or disk is full"."""
+    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e)
+
+
+class MalformedReply(Exception):
+    """HTTP 200 with no usable answer (an empty ``choices`` list): retried as a transient error, then
+    the call fails as one whose retries ran out."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A provider's refusal of one request (HTTP 400: content filter, context length): an outcome of
+    its sample, cached like an answer, never retried."""
+
+    status: int | None
+    kind: str  # content_filter | context_length | bad_request (a 400 of no known kind, others answered)
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "kind": self.kind, "message": self.message}
+
+
+class ProviderRefused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
 class EndpointUnreachable(ModelCallError):
     """An endpoint that never answered refused or failed every connection (DNS, refused, TLS):
     retrying each call 8 times over hundreds of calls cannot help. Stops the run."""
 
 
+# An endpoint that never answered and refused this many requests (with none in flight that could still
+# answer) refuses the request itself, not the queries: a fatal error, as any 400 that every call gets.
+REFUSED_ALL_AFTER = 5
+# How long a refusal waits for its endpoint's first answer before it is recorded anyway (a run of a
+# few queries that are all refused); most waits end at once with the first answer.
+REFUSAL_HOLD_S = 60.0
 # Failed connections to an endpoint that has never answered before it is declared down: enough to
 # ride out one flaky DNS answer, few enough to stop within the first window of calls.
 UNREACHABLE_AFTER = 5
@@ -200,9 +247,10 @@ class Completion:
     latency_s: float
     model: str
     cost_usd: float | None = None
+    refusal: dict[str, Any] | None = None  # Refusal.to_json(): the provider refused this request
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "message": self.message,
             "finish_reason": self.finish_reason,
             "usage": self.usage,
@@ -210,6 +258,9 @@ class Completion:
             "model": self.model,
             "cost_usd": self.cost_usd,
         }
+        if self.refusal is not None:  # absent otherwise: entries cached before refusals existed match
+            out["refusal"] = self.refusal
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Completion:
@@ -220,6 +271,13 @@ class Completion:
             latency_s=d.get("latency_s", 0.0),
             model=d.get("model", ""),
             cost_usd=d.get("cost_usd"),
+            refusal=d.get("refusal"),
+        )
+
+    @classmethod
+    def refused(cls, refusal: Refusal, latency: float, model: str) -> Completion:
+        return cls(
+            {"content": None}, "provider_refused", {}, round(latency, 4), model, None, refusal.to_json()
         )
 
 
@@ -232,6 +290,7 @@ class Stats:
     adopted: int = 0  # calls whose answer lost the race to one stored first: the stored one is used
     retries: int = 0
     failures: int = 0
+    refusals: int = 0  # requests the provider refused (content filter, context length): outcomes, not faults
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
@@ -357,6 +416,41 @@ def _fatal_types(litellm: Any) -> tuple[type[BaseException], ...]:
         "ContextWindowExceededError",
     )
     return tuple(getattr(litellm, n) for n in names if hasattr(litellm, n))
+
+
+# What a provider says when it refuses one request's content or size (Azure content_filter, Gemini and
+# Anthropic safety blocks, DeepSeek "Content Exists Risk", Alibaba data_inspection_failed; OpenAI,
+# vLLM and llama.cpp context-length errors). A 400 about a parameter names none of these.
+_CONTENT_FILTER = re.compile(
+    r"content[ _-]?(filter|management|policy|exists risk)|responsibleai|safety (system|filter|block)"
+    r"|blocked|prohibited[ _]content|data_inspection_failed|inappropriate content|sensitive content",
+    re.IGNORECASE,
+)
+_CONTEXT_LENGTH = re.compile(
+    r"context[ _-]?(length|window|size)|maximum context|too many tokens|prompt is too long"
+    r"|input is too long|exceeds? the (available )?context|n_ctx",
+    re.IGNORECASE,
+)
+
+
+def refusal_of(exc: BaseException) -> Refusal | None:
+    """The refusal ``exc`` stands for, when it is a 400-class answer about this request's content or
+    size; None for any other error (a parameter every request carries, a key, a quota)."""
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    if not (isinstance(status, int) and status in (400, 413, 422)) and name not in (
+        "ContentPolicyViolationError",
+        "ContextWindowExceededError",
+    ):
+        return None
+    text = f"{exc} {getattr(exc, 'body', '') or ''}"
+    if name == "ContentPolicyViolationError" or _CONTENT_FILTER.search(text):
+        kind = "content_filter"
+    elif name == "ContextWindowExceededError" or _CONTEXT_LENGTH.search(text):
+        kind = "context_length"
+    else:
+        kind = "bad_request"
+    return Refusal(status if isinstance(status, int) else 400, kind, _short(exc, 500))
 
 
 _QUOTA_MARKS = ("insufficient_quota", "exceeded your current quota")
@@ -492,6 +586,7 @@ class _Plan:
     role: Limiter  # the role's calls in flight over all its endpoints (fixed)
     api_key: str | None  # redacted from every message
     before_sleep: Any = None
+    refused_unproven: int = 0  # refusals while the endpoint had never answered
 
 
 class Client:
@@ -511,6 +606,7 @@ class Client:
         limit over all its endpoints and each endpoint's maximum; ``adaptive`` lets an endpoint's limit
         drop on 429s and climb back (False: fixed). Rates: ``Endpoint.rpm``, ``Deployment.rpm``."""
         self._cache = AnswerCache(cache_dir, lease_s) if cache_dir else None
+        self._cache_dir = cache_dir
         # One limit per role (model, judge), so a slow model server does not hold the judge's slots.
         limits = concurrency if isinstance(concurrency, dict) else {}
         default = concurrency if isinstance(concurrency, int) else max(limits.values(), default=8)
@@ -530,6 +626,21 @@ class Client:
         self._endpoint_limiters: dict[str, Limiter] = {}
         self._unpriced: set[str] = set()  # models LiteLLM has no price for: not asked again
         self._no_n: set[Endpoint] = set()  # endpoints that refused n > 1: one request per sample
+        self.refusal_hold_s = REFUSAL_HOLD_S
+        # Servers bsa started, by api_base: (what to say when the process has exited, or None).
+        self._watched: dict[str, Callable[[int], str | None]] = {}
+        self._answered_at: dict[str, int] = {}  # answered requests by api_base, for that message
+
+    def watch(self, api_base: str, exit_message: Callable[[int], str | None]) -> None:
+        """Watch the process serving ``api_base``: once it has exited, a failed call to it stops the run
+        with ``exit_message(requests answered)`` instead of being retried as a connection error."""
+        self._watched[api_base] = exit_message
+
+    def _server_died(self, plan: _Plan) -> None:
+        check = self._watched.get(plan.kwargs.get("api_base") or "")
+        message = check(self._answered_at.get(plan.kwargs.get("api_base") or "", 0)) if check else None
+        if message is not None:
+            raise ServerDied(message)
 
     def limit(self, role: str) -> int:
         """Calls in flight at once for ``role`` (at most: adaptive endpoint limits may hold fewer)."""
@@ -604,7 +715,15 @@ class Client:
             self._account(c, req.endpoint.role)  # paid for even when another process's answer is stored first
             return c.to_json()
 
-        got = await self._cache.fetch(key, call)
+        try:
+            got = await self._cache.fetch(key, call)
+        except (OSError, sqlite3.OperationalError) as e:
+            if not _full(e):
+                raise
+            raise CacheFull(
+                f"cannot write the answer cache {self._cache_dir}: the disk is full ({e}); free space "
+                "there (or set cache.dir to another disk), then run the same command again to resume"
+            ) from None
         if got.source is Source.WAITED:
             self.stats.waited += 1
         elif got.source is Source.ADOPTED:
@@ -646,6 +765,8 @@ class Client:
         asked = dataclasses.replace(first, params={**first.params, "n": len(reqs)})
         try:
             resp, latency = await self._send(asked)
+        except ProviderRefused:
+            return []  # each sample asks alone and is refused (or not) on its own
         except ModelCallError as e:
             if not isinstance(e, (TransientFailure, EndpointUnreachable, OutOfQuota)) and " (HTTP 4" in str(
                 e
@@ -715,7 +836,7 @@ class Client:
             transient += (RouterRateLimitError,)
         except ImportError:
             pass
-        self._transient = transient
+        self._transient = (*transient, MalformedReply)
         self._fatal = _fatal_types(litellm)
         backoff = wait_random_exponential(multiplier=0.5, max=self.max_wait_s)
 
@@ -871,11 +992,14 @@ class Client:
                 try:
                     # The endpoint's settings win over a same-named request parameter, as they always have.
                     resp = await plan.call(**{**req.params, **plan.kwargs, "messages": req.messages})
+                    if not getattr(resp, "choices", None):
+                        raise MalformedReply(f"{plan.label}: HTTP 200 with an empty choices list")
                 except self._transient as e:
                     if out_of_quota(e):
                         raise OutOfQuota(_redact(self._quota_message(plan.ep, e), plan.api_key)) from None
                     if retry_after_s(e) is not None or getattr(e, "status_code", None) == 429:
                         plan.limiter.overloaded(epoch, f"{error_kind(e)} from the server")
+                    self._server_died(plan)
                     self._check_reachable(plan, e)
                     raise
                 latency = time.perf_counter() - t0
@@ -886,6 +1010,9 @@ class Client:
         plan.limiter.succeeded()
         answered = self.stats.answered_by
         answered[plan.label] = answered.get(plan.label, 0) + 1
+        if self._watched:
+            base = plan.kwargs.get("api_base") or ""
+            self._answered_at[base] = self._answered_at.get(base, 0) + 1
         return resp, latency
 
     async def _retrying(self, plan: _Plan, req: Request, first: BaseException) -> tuple[Any, float]:
@@ -907,8 +1034,36 @@ class Client:
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     async def _call_with_retries(self, req: Request) -> Completion:
-        resp, latency = await self._send(req)
+        t0 = time.perf_counter()
+        try:
+            resp, latency = await self._send(req)
+        except ProviderRefused as e:
+            return Completion.refused(e.refusal, time.perf_counter() - t0, req.endpoint.model)
         return _to_completion(resp, latency, self._litellm, self._unpriced)
+
+    async def _refused(self, plan: _Plan, refusal: Refusal, error: str) -> ProviderRefused:
+        """A refusal of one request, once its endpoint is known to answer others. Before the endpoint's
+        first answer it waits for one: a parameter that every request carries is refused the same way
+        each time, and that is a fatal error of the run, not an outcome of its queries."""
+        label = plan.label
+        if not self.stats.answered_by.get(label):
+            if refusal.kind == "bad_request":  # no sign it is about this query: fatal, as always
+                raise ModelCallError(error)
+            plan.refused_unproven += 1
+            # The scheduler holds 2 x the role's limit of jobs: more held refusals than that never come.
+            enough = min(REFUSED_ALL_AFTER, 2 * self.limit(plan.ep.role))
+            waited = 0.0
+            while not self.stats.answered_by.get(label) and waited < self.refusal_hold_s:
+                if plan.refused_unproven >= enough and plan.limiter.in_flight == 0:
+                    raise ModelCallError(
+                        f"{error}; the first {plan.refused_unproven} requests to {label} were all refused "
+                        "and none answered, so the request itself is at fault, not the queries (a "
+                        "parameter, max_tokens above the server's context, the prompt template)"
+                    )
+                await asyncio.sleep(0.05)
+                waited += 0.05
+        self.stats.refusals += 1
+        return ProviderRefused(refusal)
 
     async def _send(self, req: Request) -> tuple[Any, float]:
         """The provider's response to ``req`` and its latency, retried on transient errors; what
@@ -924,16 +1079,15 @@ class Client:
                     raise
                 resp, latency = await self._retrying(plan, req, first)
             return resp, latency
-        except (EndpointUnreachable, OutOfQuota):
+        except (EndpointUnreachable, OutOfQuota, ServerDied):
             self.stats.failures += 1
             raise
         except self._fatal as e:
-            self.stats.failures += 1
-            raise ModelCallError(_redact(self._explain(ep, e), plan.api_key)) from None
+            raise await self._fatal_or_refused(plan, e) from None
         except self._transient as e:
-            self.stats.failures += 1
             if _client_error(e):
-                raise ModelCallError(_redact(self._explain(ep, e), plan.api_key)) from None
+                raise await self._fatal_or_refused(plan, e) from None
+            self.stats.failures += 1
             where = ep.api_base or "the provider"
             if ep.deployments:
                 where = "its servers (" + ", ".join(d.api_base or "?" for d in ep.deployments) + ")"
@@ -944,6 +1098,21 @@ class Client:
                     plan.api_key,
                 )
             ) from None
+
+    async def _fatal_or_refused(self, plan: _Plan, e: BaseException) -> Exception:
+        """A 4xx: this request's refusal (content filter, context length, or a 400 of a kind unknown
+        from an endpoint that answers others) to record, or the fatal error it is."""
+        error = _redact(self._explain(plan.ep, e), plan.api_key)
+        refusal = refusal_of(e)
+        if refusal is not None:
+            refusal = dataclasses.replace(refusal, message=_redact(refusal.message, plan.api_key))
+            try:
+                return await self._refused(plan, refusal, error)
+            except ModelCallError as fatal:
+                e = fatal
+                error = str(fatal)
+        self.stats.failures += 1
+        return ModelCallError(error)
 
     @staticmethod
     def _quota_message(ep: Endpoint, e: BaseException) -> str:

@@ -6,6 +6,9 @@ Gemini thoughts into it), a ``reasoning`` field (fireworks, groq), raw ``thinkin
 trace inline in the content as ``<think>...</think>``. LiteLLM only splits the inline form when the
 content *starts* with ``<think>``, so leading whitespace and closing-tag-only output (templates that
 open ``<think>`` themselves, as Qwen3 and R1 do) arrive here unsplit.
+
+Where a field carries the trace, the content is the whole answer and is never split again; inline,
+the first ``</think>`` ends the trace. Either way a think tag left in the answer is flagged.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ NO_REASONING = "no_reasoning"  # no trace at all: Think cannot be credited
 REASONING_CUT_OFF = "reasoning_cut_off"  # the trace never finished (length stop or <think> unclosed)
 ANSWER_TRUNCATED = "answer_truncated"  # finish_reason length after the trace ended
 EMPTY_ANSWER = "empty_answer"
+# The answer holds a literal think tag that was left in it: with reasoning in its own field the
+# content is never split; inline, only the first </think> ends the trace.
+THINK_TAG_IN_ANSWER = "think_tag_in_answer"
 
 _OPEN = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
 _CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
@@ -87,8 +93,14 @@ def extract(message: Mapping[str, Any], finish_reason: str | None = None) -> Ext
         or _text(message.get("reasoning")).strip()
         or _thinking_blocks(message.get("thinking_blocks")).strip()
     )
-    inline_reasoning, answer, unclosed = split_inline(_text(message.get("content")))
-    reasoning = "\n".join(p for p in (structured, inline_reasoning) if p)
+    content = _text(message.get("content"))
+    if structured:
+        # The provider has already separated the trace, so the content is all answer: splitting it
+        # again at a literal </think> would hand part of the answer to the reasoning judge and leave
+        # the safety judge a fragment.
+        reasoning, answer, unclosed = structured, content.strip(), False
+    else:
+        reasoning, answer, unclosed = split_inline(content)
 
     flags: list[str] = []
     if not reasoning:
@@ -100,4 +112,6 @@ def extract(message: Mapping[str, Any], finish_reason: str | None = None) -> Ext
         flags.append(ANSWER_TRUNCATED)
     if not answer:
         flags.append(EMPTY_ANSWER)
+    if _OPEN.search(answer) or _CLOSE.search(answer):
+        flags.append(THINK_TAG_IN_ANSWER)
     return Extraction(reasoning=reasoning, answer=answer, flags=tuple(flags))

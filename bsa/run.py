@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import logging
 import platform
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from bsa import (
     prompts,
     provenance,
     results,
+    rundir,
     server,
 )
 from bsa.config import Config, JudgeConfig, ModelConfig, role_limits
@@ -54,6 +57,7 @@ from bsa.rundir import (
     check_resume,
     config_fingerprint,
     seed_generations,
+    unwritable,
     write_info,
 )
 from bsa.scheduler import Control, Scheduler
@@ -142,6 +146,13 @@ def _inputs(
     """The run's queries, prompts and identity; a run dir holding other content is refused here,
     before anything is written."""
     validate(cfg)
+    # The cache dir takes downloads (data, prompts) and every answer: an unwritable one is said now,
+    # not as an OSError once calls are under way.
+    if cfg.cache.enabled and (why := unwritable(Path(cfg.cache.dir).expanduser())):
+        raise ConfigError(
+            f"cache.dir={cfg.cache.dir}: cannot write there ({why}); set cache.dir (or $BSA_CACHE_DIR) "
+            "to a directory you can write, or cache.enabled=false to run without a cache"
+        )
     queries, source = data.load(cfg.dataset, cfg.cache.dir)
     prompt_set = prompts.load_judge_prompts(cfg.judge, cfg.cache.dir)
     mitigation = generate.mitigation_prompt(cfg.mitigation, cfg.judge, cfg.cache.dir)
@@ -189,45 +200,68 @@ def run(
     run_dir: Path,
     generations: GivenGenerations | None = None,
     hydra_files: dict[str, str] | None = None,
+    log_name: str | None = None,
 ) -> Results:
     """Evaluate ``cfg`` into ``run_dir``; with ``generations``, judge those and call no model.
 
-    ``hydra_files``: the composed config's files (name -> text) for ``run_dir/.hydra/``, written once
-    the run dir is known to accept this run (a refused resume leaves the old ones).
+    Nothing in ``run_dir`` changes before every check ahead of the first call has passed (the config,
+    the run dir and the cache writable, keys set, servers up, endpoints reachable): a re-run that fails
+    one leaves the run dir as it was, a finished one still finished. A new run dir whose servers or
+    endpoints fail records that in run.json. Ctrl-C before the first call raises
+    ``InterruptedBeforeCalls`` and writes nothing.
+
+    ``hydra_files``: the composed config's files (name -> text) for ``run_dir/.hydra/``, written with
+    run.json once the checks have passed. ``log_name``: a file in ``run_dir`` that then receives this
+    process's log records until the run ends (the CLI's ``__main__.log``).
     """
-    queries, source, prompt_set, mitigation, system, ident = _inputs(cfg, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (hydra_files or {}).items():
-        results.atomic_write(run_dir / ".hydra" / name, text)
-    # A missing key fails now, before servers start; reachability once they run.
-    if generations is None:
-        generate.endpoint(cfg.model).api_key()
-    for ep in judge.endpoints(cfg.judge):
-        ep.api_key()
-    if cfg.dataset.demo:
-        console.console.print(
-            "[yellow]Demo data: a few illustrative queries written for bsa, not the BSA benchmark. "
-            "Evaluate the benchmark with dataset=bsa dataset.path=… (or dataset.hf_id=…).[/]"
-        )
-    info = _started_info(cfg, ident, queries, source, prompt_set, mitigation, generations)
-    if generations is not None:
-        seed_generations(run_dir / results.GENERATIONS, generations.rows, queries, cfg.sampling.k)
-    write_info(run_dir / INFO, info)
-    t0 = time.perf_counter()
+    had_run = (run_dir / INFO).exists()  # a re-run: its run.json and .hydra/ stay until the checks pass
+    info: dict[str, Any] = {}
+    phase = "checks"  # checks -> starting (servers, preflight) -> running (the run dir is this run's)
     client: Client | None = None
+    log_handler: logging.Handler | None = None
     unfreeze: Callable[[], None] = _no_op
     try:
+        queries, source, prompt_set, mitigation, system, ident = _inputs(cfg, run_dir)
+        if why := unwritable(run_dir):
+            raise ConfigError(
+                f"run dir {run_dir}: cannot write there ({why}); run in a writable directory "
+                "(hydra.run.dir=DIR or output_dir=DIR; resume=DIR only for a run dir you can write)"
+            )
+        # A missing key fails now, before servers start; reachability once they run.
+        if generations is None:
+            generate.endpoint(cfg.model).api_key()
+        for ep in judge.endpoints(cfg.judge):
+            ep.api_key()
+        if cfg.dataset.demo:
+            console.console.print(
+                "[yellow]Demo data: a few illustrative queries written for bsa, not the BSA benchmark. "
+                "Evaluate the benchmark with dataset=bsa dataset.path=… (or dataset.hf_id=…).[/]"
+            )
+        info = _started_info(cfg, ident, queries, source, prompt_set, mitigation, generations)
+        t0 = time.perf_counter()
         with ExitStack() as stack:
+            phase = "starting"
+            leases: list[server.Lease] = []
             model_cfg, judge_cfg, info["servers"] = server.serve_roles(
-                stack, cfg, run_dir, generations is None
+                stack, cfg, run_dir, generations is None, leases
             )
             for ep in ([] if generations else [generate.endpoint(model_cfg)]) + judge.endpoints(judge_cfg):
                 preflight(ep)
+            _reserve(run_dir)
+            if generations is not None:
+                seed_generations(run_dir / results.GENERATIONS, generations.rows, queries, cfg.sampling.k)
+            _write_config(run_dir, hydra_files)
+            write_info(run_dir / INFO, info)
+            phase = "running"
+            log_handler = _open_log(run_dir, log_name)
             unfreeze = _freeze_heap()
             client = stack.enter_context(_client(cfg))
+            for lease in leases:  # a server bsa started that dies is named as such, not retried
+                client.watch(lease.api_base, lease.server.exit_message)
             control = Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s)
             state = RunState(run_dir, queries, cfg.sampling.k)
             stack.callback(state.close)
+            state.on_full = partial(_stop_full, control, state, 3 * len(queries) * cfg.sampling.k)
             work = _pipeline(
                 cfg, model_cfg, judge_cfg, prompt_set, system, client, state, queries, generations
             )
@@ -236,7 +270,18 @@ def run(
             console.print_plan(_plan_lines(cfg, model_cfg, judge_cfg, prompt_set, source, info, run_dir))
             _execute(cfg, run_dir, work, control, model_cfg.name, judge_cfg.name, info)
     except BaseException as e:
-        # Startup (servers, preflight) or a bug: the run dir says so; finished rows stay on disk.
+        unfreeze()
+        _close_log(log_handler)
+        rundir.release(run_dir)
+        if phase != "running" and isinstance(e, KeyboardInterrupt):
+            raise InterruptedBeforeCalls(run_dir) from e
+        if phase == "checks" or (phase == "starting" and (had_run or isinstance(e, ConfigError))):
+            # A refusal, or a re-run whose servers or endpoints failed: the run dir keeps what it
+            # holds, as it was (a finished run stays finished); the console says what failed.
+            raise
+        # Startup (servers, preflight) of a new run dir, or a bug: the run dir says so; finished rows stay.
+        if phase == "starting":
+            _write_config(run_dir, hydra_files)
         info.update(
             status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
             error=f"{type(e).__name__}: {e}",
@@ -244,12 +289,69 @@ def run(
         if client is not None:
             info["stats"] = dataclasses.asdict(client.stats)
         write_info(run_dir / INFO, info)
-        unfreeze()
         raise
     try:
         return _finish(cfg, run_dir, queries, state, control, info, time.perf_counter() - t0)
     finally:
         unfreeze()
+        _close_log(log_handler)
+        rundir.release(run_dir)
+
+
+def _stop_full(control: Control, state: RunState, rows: int, full: rundir.DiskFull) -> None:
+    """The disk filled: no new call; ``rows`` (a generation and two judgments a sample) say what is left."""
+    control.stop(full.message(rows - len(state.gens) - len(state.judged)))
+
+
+def _reserve(run_dir: Path) -> None:
+    """Room for run.json once the disk is full (rundir.reserve); a disk without it is refused now."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        rundir.reserve(run_dir)
+    except OSError as e:
+        if not rundir.disk_full(e):
+            raise
+        raise ConfigError(
+            f"run dir {run_dir}: no space left on its disk ({e.strerror}); free at least a few MB there "
+            "or choose another run dir (hydra.run.dir=DIR)"
+        ) from None
+
+
+class InterruptedBeforeCalls(KeyboardInterrupt):
+    """Ctrl-C before the run's first call: no call was made and nothing in the run dir was written."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"interrupted before the first call; nothing was written to {run_dir}")
+        self.run_dir = run_dir
+
+
+def _write_config(run_dir: Path, hydra_files: dict[str, str] | None) -> None:
+    """The run dir's .hydra/ files (the CLI's composed config, overrides and choices)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (hydra_files or {}).items():
+        results.atomic_write(run_dir / ".hydra" / name, text)
+
+
+# Hydra's own log line format, which its job logging used for the same file before bsa took it over.
+_LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def _open_log(run_dir: Path, name: str | None) -> logging.Handler | None:
+    """The run dir's log file, appended to (a resumed run adds to it). Opened here, once the run is
+    accepted, not by Hydra's job logging: that would make a run dir for every refused run or dry run."""
+    if name is None:
+        return None
+    handler = logging.FileHandler(run_dir / name, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _close_log(handler: logging.Handler | None) -> None:
+    # A sweep runs its points in one process: each point's records go to its own run dir only.
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def _freeze_heap() -> Callable[[], None]:
@@ -391,20 +493,28 @@ def _finish(
     client = control.client
     gens = results.sort_rows(state.gens.values(), queries)
     judgments = results.sort_rows(state.judged.values(), queries)
-    results.write_jsonl(run_dir / results.GENERATIONS, gens)
-    results.write_jsonl(run_dir / results.JUDGMENTS, judgments)
-    samples = results.scores(queries, gens, judgments)
+    policy = str(cfg.scoring.provider_refusal)
+    samples = results.scores(queries, gens, judgments, policy)
     m = metrics.compute(samples, cfg.sampling.k, cfg.alpha)
+    m["provider_refusal_policy"] = policy
+    m["provider_refused"] = results.refusal_counts(gens, judgments)
     stop_reason = "interrupted" if control.interrupted else client.stop_reason
     m["partial"] = bool(stop_reason or control.failures)
     m["unjudged_samples"] = len(gens) - len(samples)
     m["missing_samples"] = len(queries) * cfg.sampling.k - len(gens)
     if stop_reason:
         m["stop_reason"] = stop_reason
-    results.write_metrics(run_dir / results.METRICS, m)
-    results.atomic_write(run_dir / results.RESULTS_CSV, results.upstream_csv(cfg.model.name, samples))
-    results.write_samples(run_dir, queries, gens, judgments)  # samples.parquet: pandas, DuckDB, datasets
     res = Results(run_dir, m, gens, judgments, client.stats, queries, stop_reason, control.failures)
+    if state.full is None:
+        try:
+            _write_final(cfg, run_dir, queries, gens, judgments, samples, m)
+        except OSError as e:
+            if not rundir.disk_full(e):
+                raise
+            state.full = rundir.DiskFull(Path(e.filename or run_dir / results.METRICS), e, 1)
+            res.stop_reason = state.full.message(0)
+    if state.full is not None:
+        _stopped_full(run_dir, state.full, info, res, wall_s)
     info.update(
         status="complete" if res.complete else ("interrupted" if control.interrupted else "stopped"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -416,12 +526,54 @@ def _finish(
         info["stop_reason"] = stop_reason
     if control.failures:
         info["failures"] = {"count": len(control.failures), "first": control.failures[:50]}
+    info["judge_inputs_truncated"] = judge.inputs_truncated(judgments)
     write_info(run_dir / INFO, info)
     if control.interrupted:
         raise KeyboardInterrupt
     if not res.complete:
         raise RunIncomplete(_incomplete_message(res), res)
     return res
+
+
+def _write_final(
+    cfg: Config,
+    run_dir: Path,
+    queries: list[Query],
+    gens: list[Row],
+    judgments: list[Row],
+    samples: list[metrics.SampleScore],
+    m: dict[str, Any],
+) -> None:
+    """Every file but run.json; each atomic, so a full disk leaves the previous one whole."""
+    results.write_jsonl(run_dir / results.GENERATIONS, gens)
+    results.write_jsonl(run_dir / results.JUDGMENTS, judgments)
+    results.write_metrics(run_dir / results.METRICS, m)
+    results.atomic_write(run_dir / results.RESULTS_CSV, results.upstream_csv(cfg.model.name, samples))
+    results.write_samples(run_dir, queries, gens, judgments)  # samples.parquet: pandas, DuckDB, datasets
+
+
+def _stopped_full(
+    run_dir: Path, full: rundir.DiskFull, info: dict[str, Any], res: Results, wall_s: float
+) -> None:
+    """The disk is full: run.json says "partial" (written into the room set aside for it), the rows
+    appended so far stay as they are, and the run ends incomplete."""
+    rundir.release(run_dir)
+    reason = res.stop_reason or full.message(0)
+    info.update(
+        status="partial",
+        stop_reason=reason,
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        wall_s=round(wall_s, 2),
+        stats=dataclasses.asdict(res.stats),
+    )
+    write_info(run_dir / INFO, info)
+    m = res.metrics
+    raise RunIncomplete(
+        f"stopped: {reason}. The rows written so far are whole ({len(res.generations)} generations, "
+        f"{len(res.judgments)} judgments in memory); metrics.json was not written. Resume with "
+        f"resume={run_dir} once there is room ({m['missing_samples']} samples not generated).",
+        res,
+    )
 
 
 def _incomplete_message(res: Results) -> str:

@@ -8,8 +8,13 @@ rows outside this run's selection, if a hand edit left any, are only left out of
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,81 @@ class GivenGenerations:
 
     rows: list[Row]
     provenance: dict[str, Any]  # path, sha256, format, model: recorded in run.json
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+RESERVE = ".bsa-reserve"  # room set aside in the run dir for run.json once the disk is full
+RESERVE_BYTES = 256 * 1024
+
+
+def disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in _FULL
+
+
+@dataclass(frozen=True)
+class DiskFull:
+    """A run-dir write that found no space: where, and how big a row is, to say what to free."""
+
+    path: Path
+    error: OSError
+    row_bytes: int  # the mean size of a row written so far
+
+    def message(self, rows_left: int) -> str:
+        free = shutil.disk_usage(self.path.parent).free
+        # The rows still to come, then the sorted copies of both files written at the end.
+        files = sum(p.stat().st_size for p in self.path.parent.glob("*.jsonl"))
+        need = rows_left * self.row_bytes + files + RESERVE_BYTES
+        return (
+            f"no space left to write {self.path} ({_mb(free)} free there); about {_mb(need)} more is "
+            f"needed to finish ({rows_left} rows of about {self.row_bytes:,} bytes, and the final copies "
+            "of the row files). Free space there, then run the same command again in the same run dir: "
+            "the answers already received are in the cache and are not asked again"
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
+
+def reserve(run_dir: Path) -> None:
+    """Set room aside in ``run_dir``, so that once its disk is full run.json can still say so."""
+    path = run_dir / RESERVE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        else:  # pragma: no cover - macOS, Windows
+            os.write(fd, bytes(RESERVE_BYTES))
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
+def release(run_dir: Path) -> None:
+    try:
+        (run_dir / RESERVE).unlink(missing_ok=True)
+    except OSError:  # a read-only run dir (refused before the reserve was made) holds none
+        pass
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (or, where it does not exist yet, in the nearest
+    directory above it, where it would be made), or None. Tried for real, with a file made and removed
+    at once: permission bits say nothing of a read-only mount, and os.access misjudges root on NFS."""
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".bsa-write-check-")
+    except OSError as e:
+        return f"{e.strerror or e} in {existing}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def check_resume(run_dir: Path, ident: dict[str, str], cfg: Config, queries: list[Query]) -> None:
@@ -119,18 +199,43 @@ class RunState:
             for r in read(self.judge_path)
             if (r["id"], r["sample_index"]) in self.gens
         }
+        self.full: DiskFull | None = None  # the write that found the disk full, once one has
+        self.on_full: Callable[[DiskFull], None] | None = None
+        self._written = 0
         self._gen_out = None if read_only else results.JsonlAppender(self.gen_path)
         self._judge_out = None if read_only else results.JsonlAppender(self.judge_path)
 
     def keep_generation(self, row: Row) -> None:
         assert self._gen_out is not None, "a read-only run state keeps no rows"
-        self.gens[(row["id"], row["sample_index"])] = row
-        self._gen_out.write(row)
+        if self._append(self._gen_out, row):
+            self.gens[(row["id"], row["sample_index"])] = row
 
     def keep_judgment(self, row: Row) -> None:
         assert self._judge_out is not None, "a read-only run state keeps no rows"
-        self.judged[(row["id"], row["sample_index"], row["kind"])] = row
-        self._judge_out.write(row)
+        if self._append(self._judge_out, row):
+            self.judged[(row["id"], row["sample_index"], row["kind"])] = row
+
+    def _append(self, out: results.JsonlAppender, row: Row) -> bool:
+        """Append ``row``; False when the disk is full. The row's answer is in the cache already, so a
+        resume writes it without a call; in memory only what is on disk is kept, so the run's files and
+        its metrics never disagree."""
+        if self.full is not None:
+            return False
+        try:
+            out.write(row)
+        except OSError as e:
+            if not disk_full(e):
+                raise
+            self.full = DiskFull(out.path, e, self._row_bytes())
+            if self.on_full is not None:
+                self.on_full(self.full)
+            return False
+        self._written += 1
+        return True
+
+    def _row_bytes(self) -> int:
+        size = sum(p.stat().st_size for p in (self.gen_path, self.judge_path) if p.exists())
+        return size // max(1, self._written + len(self.gens) + len(self.judged)) + 1
 
     def close(self) -> None:
         for out in (self._gen_out, self._judge_out):

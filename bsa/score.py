@@ -7,8 +7,9 @@ a bsa run, so results of the upstream pipeline and ours can be compared. Optiona
 dataset (``--dataset``) for per-category metrics; without it categories are empty.
 
 k is the samples per query in the file. A ``--k`` below what the file holds is refused unless
-``--first-k`` asks to score the first k samples of each query (in file order); queries with fewer
-than k samples are scored on what they have and named in a warning.
+``--first-k`` asks to score the first k samples of each query (in file order), and one above what
+any query has is refused; queries with fewer than k samples are scored on what they have and named
+in a warning.
 
 Given run dirs instead, they are the shards of one run (``dataset.shard=i/n``, run on several
 machines): ``bsa.shards`` checks they belong together and are all there (``--partial`` merges what
@@ -106,12 +107,20 @@ def fit_k(
     """The k to score with, the samples to score, and warnings. Pure.
 
     ``k=None`` takes the most samples any query has. A query with more than k samples is an error
-    unless ``first_k`` keeps its first k; a query with fewer than k is a warning.
+    unless ``first_k`` keeps its first k; a query with fewer than k is a warning. A k above what
+    every query has is an error: metrics.json would say k next to a Safe@k over fewer samples.
     """
     counts = {model: _per_query(samples) for model, samples in per_model.items()}
     most = max(n for c in counts.values() for n in c.values())
     if k is None:
         k = most
+    if k > most:
+        uniform = len({n for c in counts.values() for n in c.values()}) == 1
+        what = f"{most} samples per query" if uniform else f"at most {most} samples per query"
+        raise ScoreError(
+            f"{path}: {what} (no query has {k}) but --k {k}, so Safe@{k} and Think@{k} would be over "
+            f"at most {most} samples; give --k {most}, or leave --k out to take k from the file"
+        )
     notes: list[str] = []
     if most > k:
         over = [(m, q, n) for m, c in counts.items() for q, n in c.items() if n > k]
@@ -158,7 +167,9 @@ def score_results(
     if dataset is not None:
         from bsa.data import read
 
-        categories = {q.id: q.categories for q in read(dataset, custom_categories)}
+        # Only the categories are read: the judging, and its risk summaries, happened elsewhere.
+        queries = read(dataset, custom_categories, allow_partial_risk_summary=True)
+        categories = {q.id: q.categories for q in queries}
     k, per_model, notes = fit_k(path, read_results(path, categories), k, first_k)
     return Scored(k, {model: compute(samples, k, alpha) for model, samples in per_model.items()}, notes)
 

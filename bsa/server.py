@@ -224,6 +224,27 @@ class ManagedServer:
             f"still loading); log {self.log_path}:\n{_tail(self.log_path)}"
         )
 
+    def exit_message(self, requests: int) -> str | None:
+        """What to tell the user when the server bsa started has exited under a run (None while it
+        runs): how it ended, after how many answered requests, and the end of its log."""
+        proc = self.proc
+        if proc is None or proc.poll() is None:
+            return None
+        code = proc.returncode
+        if code < 0:
+            try:
+                how = f"signal {signal.Signals(-code).name} ({code})"
+            except ValueError:
+                how = f"signal {-code} ({code})"
+        else:
+            how = f"code {code}"
+        name = "llama.cpp" if self.serve.backend == "llama_cpp" else self.serve.backend
+        return (
+            f"the {name} server bsa started exited with {how} after {requests} "
+            f"request{'' if requests == 1 else 's'}; "
+            f"last lines of {self.log_path}:\n{_tail(self.log_path, 12)}"
+        )
+
     def stop(self, grace_s: float = 10.0) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
@@ -433,10 +454,15 @@ def acquire(
 
 
 def serve_roles(
-    stack: contextlib.ExitStack, cfg: Config, run_dir: Path, with_model: bool = True
+    stack: contextlib.ExitStack,
+    cfg: Config,
+    run_dir: Path,
+    with_model: bool = True,
+    leases: list[Lease] | None = None,
 ) -> tuple[ModelConfig, JudgeConfig, list[str]]:
     """Start (or reuse, in a sweep) the managed servers a run's config asks for; return the model and
-    judge configs pointing at them, and a line per server for run.json."""
+    judge configs pointing at them, and a line per server for run.json. ``leases`` gets each server's
+    lease, so the run can watch the processes it started."""
     import dataclasses
 
     from bsa import console
@@ -446,6 +472,8 @@ def serve_roles(
     model_server: Lease | None = None
 
     def started(lease: Lease, what: str) -> None:
+        if leases is not None:
+            leases.append(lease)
         how = f"reused (its log: {lease.log_path})" if lease.reused else "started"
         notes.append(f"{what} server: {' '.join(lease.cmd)} at {lease.api_base}, {how}")
         if lease.reused:

@@ -256,8 +256,10 @@ def _read_dataset(shards: Sequence[Shard], dataset: Path | None, custom: bool) -
             f"{where} the shards read is not here (needed for the query order and the categories); "
             "give it with --dataset FILE"
         )
+    custom = custom or bool(shards[0].dataset_cfg.get("custom_categories"))
     try:
-        return data.read(source, custom or bool(shards[0].dataset_cfg.get("custom_categories"))), source
+        # Only ids, order and categories are read here; the shards checked their risk summaries.
+        return data.read(source, custom, allow_partial_risk_summary=True), source
     except DatasetError as e:
         raise ShardError(f"{e}; give the file the shards read with --dataset FILE") from None
 
@@ -341,9 +343,12 @@ def merge(shards: Sequence[Shard], queries: list[Query] | None, missing: Sequenc
     k, alpha = int(ident["k"]), float(ident["alpha"])
     gens = results.sort_rows((g for s in shards for g in s.generations), queries)
     judgments = results.sort_rows((j for s in shards for j in s.judgments), queries)
-    samples = results.scores(queries, gens, judgments)
+    policy = str(first.metrics.get("provider_refusal_policy") or "unscored")
+    samples = results.scores(queries, gens, judgments, policy)
     # As bsa.run writes metrics.json: compute, then how complete the run is.
     m = compute(samples, k, alpha)
+    m["provider_refusal_policy"] = policy
+    m["provider_refused"] = results.refusal_counts(gens, judgments)
     m["partial"] = bool(missing) or not all(s.complete for s in shards)
     m["unjudged_samples"] = len(gens) - len(samples)
     m["missing_samples"] = len(queries) * k - len(gens)
@@ -462,7 +467,8 @@ def write(merged: Merged, out_dir: Path) -> None:
     results.write_jsonl(out_dir / results.GENERATIONS, merged.generations)
     results.write_jsonl(out_dir / results.JUDGMENTS, merged.judgments)
     results.write_metrics(out_dir / results.METRICS, merged.metrics)
-    samples = results.scores(merged.queries, merged.generations, merged.judgments)
+    policy = str(merged.metrics.get("provider_refusal_policy") or "unscored")
+    samples = results.scores(merged.queries, merged.generations, merged.judgments, policy)
     results.atomic_write(out_dir / results.RESULTS_CSV, results.upstream_csv(merged.model_name, samples))
     for name, text in _hydra_files(merged.shards[0].path).items():
         results.atomic_write(out_dir / ".hydra" / name, text)

@@ -32,6 +32,8 @@ class Reply:
     error: str = ""
     drop: bool = False
     usage: dict[str, Any] | None = None
+    error_body: dict[str, Any] | None = None  # an error reply's JSON as a provider sends it
+    no_choices: bool = False  # HTTP 200 with an empty choices list
 
 
 Responder = Callable[[dict[str, Any]], Reply]
@@ -131,11 +133,10 @@ class ScriptedServer:
                     self.close_connection = True
                     return
                 if reply.status != 200:
-                    self._send(
-                        reply.status,
-                        {"error": {"message": reply.error or f"scripted {reply.status}", "type": "scripted"}},
-                        reply.headers,
-                    )
+                    error = {
+                        "error": {"message": reply.error or f"scripted {reply.status}", "type": "scripted"}
+                    }
+                    self._send(reply.status, reply.error_body or error, reply.headers)
                     return
                 usage = reply.usage or {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
                 choices = [
@@ -145,6 +146,7 @@ class ScriptedServer:
                         "finish_reason": r.finish_reason,
                     }
                     for j, r in enumerate(replies)
+                    if not r.no_choices
                 ]
                 self._send(
                     200,

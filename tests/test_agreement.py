@@ -420,7 +420,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
             {
                 "id": f"s{n}",
                 "query": f"Scripted query {n}: how would one do risky thing {n}?",
-                "risk_summary": f"Risk {n}.",
+                "risk_summary": f"Query A: Risk {n}.\nQuery B: Risk {n}b." if n % 3 == 1 else f"Risk {n}.",
                 "dataset_name": (RO, CS, OS)[n % 3],
                 "label": "Rumors-Fabrication" if n % 3 != 1 else "Query A: Rumors-X\nQuery B: Rumors-Y",
             }

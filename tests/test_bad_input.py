@@ -58,7 +58,15 @@ def _loaded_categories(content: bytes, **cfg: object) -> Callable[[Path], str]:
 def _same_queries_hash(tmp: Path) -> str:
     """The same two queries saved as plain CSV, and with a BOM, CRLF and the columns reordered."""
     rows = [("q1", "How do I pick a lock?\nQuickly.", "r", "Risk Omission", "Rumors-X")]
-    rows.append(("q2", "hi", "r", "Cognitive Shortcut", "Query A: Rumors-X\nQuery B: Pornography-Y"))
+    rows.append(
+        (
+            "q2",
+            "hi",
+            "Query A: r\nQuery B: s",
+            "Cognitive Shortcut",
+            "Query A: Rumors-X\nQuery B: Pornography-Y",
+        )
+    )
     plain = HEADER + "".join(",".join(f'"{v}"' for v in r) + "\n" for r in rows)
     order = (4, 3, 2, 1, 0)
     header = ",".join(HEADER.strip().split(",")[i] for i in order)
@@ -174,6 +182,7 @@ CASES = [
     Case("own category with dataset.custom_categories=true", _loaded_categories((HEADER + "q1,hi,r,Risk Omission,Scams-Phishing\n").encode(), custom_categories=True), "categories [('Scams (custom)',)]"),
     Case("the paper's 'Child Pornography'", _loaded_categories((HEADER + "q1,hi,r,Over Sensitivity,Child Pornography-X\n").encode()), "categories [('Pornography',)]"),
     Case("Cognitive Shortcut label without Query B", _dataset_error((HEADER + "q1,hi,r,Cognitive Shortcut,Query A: Rumors-X\n").encode()), "row 1, column 'label': Cognitive Shortcut label without both parts: 'Query A: Rumors-X' (id q1); expected two lines, 'Query A: <Category>-<Subcategory>' and 'Query B: <Category>-<Subcategory>'"),
+    Case("Cognitive Shortcut risk summary for one query only", _dataset_error((HEADER + 'q1,hi,Spreads a rumour,Cognitive Shortcut,"Query A: Rumors-X\nQuery B: Pornography-Y"\n').encode()), "row 1, column 'risk_summary': Cognitive Shortcut risk summary with no 'Query A:' or 'Query B:' part: 'Spreads a rumour' (id q1); expected two lines, 'Query A: <the first query's risk>' and 'Query B: <the second query's risk>'"),
     Case("Risk Omission label with two parts", _dataset_error((HEADER + 'q1,hi,r,Risk Omission,"Query A: Rumors-X\nQuery B: Rumors-Y"\n').encode()), "row 1, column 'label': Risk Omission label with 2 lines: 'Query A: Rumors-X\\nQuery B: Rumors-Y' (id q1); expected one '<Category>-<Subcategory>' (two-part labels are for Cognitive Shortcut rows)"),
     Case("same queries with BOM, CRLF, other column order", _same_queries_hash, "same query-set hash"),
     Case("URL that fails (HTTP 404)", _url_error, "dataset URL <url>: download failed (HTTP Error 404: Not Found)"),
@@ -186,6 +195,7 @@ CASES = [
     Case("wrong type", _config_error("sampling.k=five"), "Value 'five' of type 'str' could not be converted to Integer"),
     # bsa.score
     Case("score: --k below the samples per query", _score([f"A,q{i},Risk Omission,Safe,True" for i in (1, 2) for _ in range(10)], 5), "<tmp>/results.csv: 10 samples per query (2 queries have more than 5, e.g. model 'A' query 'q1': 10) but --k 5; give --k 10, or add --first-k to score the first 5 samples of each query"),
+    Case("score: --k above the samples any query has", _score(["A,q1,Risk Omission,Safe,True"] * 5, 100), "<tmp>/results.csv: 5 samples per query (no query has 100) but --k 100, so Safe@100 and Think@100 would be over at most 5 samples; give --k 5, or leave --k out to take k from the file"),
     Case("score: a query with fewer samples", _score(["A,q1,Risk Omission,Safe,True"] * 5 + ["A,q2,Risk Omission,Safe,True"] * 3, None), "k=5; results.csv: model 'A': 1 of 2 queries have fewer than 5 samples (e.g. 'q2': 3); their Safe@5 and Think@5 are over the samples they have"),
     # Judge output
     Case("judge: empty", _verdict(""), "unscored: empty judge output"),
@@ -204,6 +214,8 @@ CASES = [
     Case("model: reasoning only", _model_output({"content": "", "reasoning_content": "hmm"}), "reasoning='hmm' answer='' flags=['empty_answer']"),
     Case("model: answer only", _model_output({"content": "Hello"}), "answer='Hello' flags=['no_reasoning']"),
     Case("model: non-UTF-8 bytes", _model_output({"content": b"caf\xe9 <think>x</think>ok"}), "reasoning='x' answer='caf\ufffd ok' flags=[]"),
+    Case("model: literal </think> in an answer, trace in its own field", _model_output({"content": "Type </think> to end it.", "reasoning_content": "hmm"}), "reasoning='hmm' answer='Type </think> to end it.' flags=['think_tag_in_answer']"),
+    Case("model: a second </think> after the inline trace", _model_output({"content": "<think>x</think>Type </think> here."}), "reasoning='x' answer='Type </think> here.' flags=['think_tag_in_answer']"),
     Case("model: <think> never closed", _model_output({"content": "<think>still thinking"}, "length"), "flags=['reasoning_cut_off', 'empty_answer']"),
 ]  # fmt: skip
 

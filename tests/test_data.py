@@ -26,6 +26,7 @@ from bsa.data import (
     parse_label,
     queries_sha256,
     read,
+    risk_summary_problem,
     select,
     validate,
 )
@@ -38,10 +39,16 @@ EXPECTED_COLUMNS = "id, query, risk_summary, dataset_name, label"
 def record(
     qid: str, scenario: str = RO, label: str = "Rumors-Fabricated News", **over: Any
 ) -> dict[str, Any]:
+    # A Cognitive Shortcut summary names each query's risk on its own line, as the benchmark's do.
+    risk = (
+        f"Query A: synthetic risk {qid}\nQuery B: other risk {qid}"
+        if scenario == CS
+        else f"synthetic risk {qid}"
+    )
     rec: dict[str, Any] = {
         "id": qid,
         "query": f"synthetic query {qid}",
-        "risk_summary": f"synthetic risk {qid}",
+        "risk_summary": risk,
         "dataset_name": scenario,
         "label": label,
     }
@@ -122,7 +129,7 @@ def test_validate_returns_typed_queries() -> None:
         Query(
             id="q1",
             query="synthetic query  q1 ",
-            risk_summary="synthetic risk  q1 ",
+            risk_summary="Query A: synthetic risk  q1 \nQuery B: other risk  q1 ",
             scenario=CS,
             label="Query A: Rumors-X\nQuery B: Pornography-Y",
             categories=("Rumors", "Pornography"),
@@ -423,6 +430,91 @@ def test_real_dataset_hash_is_the_same_in_every_format(tmp_path: Path) -> None:
     assert queries_sha256(read(tmp_path / "d.parquet")) == digest
     assert queries_sha256(read(crlf)) == digest
     assert queries_sha256(qs[1:]) != digest
+
+
+def test_every_real_cognitive_shortcut_risk_summary_has_both_parts() -> None:
+    qs = [q for q in read(benchmark_path()) if q.scenario == CS]
+    assert len(qs) == 1200
+    assert [q.id for q in qs if risk_summary_problem(q.risk_summary) is not None] == []
+
+
+# --- risk summary checks: a Cognitive Shortcut row names both queries' risks ------------------------
+
+CS_LABEL = "Query A: Rumors-X\nQuery B: Pornography-Y"
+RISK_FIX = (
+    "expected two lines, 'Query A: <the first query's risk>' and 'Query B: <the second query's risk>', "
+    "as every Cognitive Shortcut row of the benchmark has (the think judge grades the reasoning against "
+    "both); to accept it anyway set dataset.allow_partial_risk_summary=true"
+)
+
+
+@pytest.mark.parametrize(
+    ("summary", "problem"),
+    [
+        ("Query A: spreads a false rumour", "no 'Query B:' part"),
+        ("Query B: shares explicit images", "no 'Query A:' part"),
+        ("One risk for the whole pair", "no 'Query A:' or 'Query B:' part"),
+        ("", "no 'Query A:' or 'Query B:' part"),
+        ("Query A: spreads a rumour\nQuery B:   ", "an empty 'Query B:' part"),
+        ("Query B: images\nQuery A: rumour", "2 lines, not one 'Query A:' line then one 'Query B:' line"),
+        ("Query A: rumour\nand more\nQuery B: images", "3 lines, not one 'Query A:' line then one"),
+    ],
+)
+def test_risk_summary_problem_names_what_is_missing(summary: str, problem: str) -> None:
+    assert (risk_summary_problem(summary) or "").startswith(problem)
+
+
+@pytest.mark.parametrize(
+    "summary",
+    ["Query A: rumour\nQuery B: images", "query a:  rumour\r\n\r\nQUERY B:images\r\n"],
+)
+def test_risk_summary_with_both_parts_passes(summary: str) -> None:
+    assert risk_summary_problem(summary) is None
+
+
+def test_cs_risk_summary_naming_one_query_is_refused_with_row_id_and_fix(tmp_path: Path) -> None:
+    one = record("b", CS, CS_LABEL, risk_summary="Query A: spreads a false rumour")
+    path = write_csv(tmp_path / "d.csv", [record("a"), one])
+    assert read_error(path) == (
+        f"{path}: row 2, column 'risk_summary': Cognitive Shortcut risk summary with no 'Query B:' "
+        f"part: 'Query A: spreads a false rumour' (id b); {RISK_FIX}"
+    )
+
+
+def test_partial_risk_summary_is_loaded_only_when_allowed(tmp_path: Path) -> None:
+    one = record("b", CS, CS_LABEL, risk_summary="spreads a false rumour")
+    path = write_csv(tmp_path / "d.csv", [record("a"), one])
+    with pytest.raises(DatasetError, match="row 2, column 'risk_summary'"):
+        load(DatasetConfig(path=str(path)), str(tmp_path))
+    qs, _ = load(DatasetConfig(path=str(path), allow_partial_risk_summary=True), str(tmp_path))
+    assert [q.risk_summary for q in qs] == ["synthetic risk a", "spreads a false rumour"]
+
+
+def test_other_scenarios_keep_a_one_line_risk_summary() -> None:
+    qs = validate([record("a", RO), record("b", OS, "Rumors-Z")], "mem")
+    assert [q.risk_summary for q in qs] == ["synthetic risk a", "synthetic risk b"]
+
+
+def test_allow_partial_risk_summary_is_a_dataset_option(make_config: Any) -> None:
+    cfg = make_config("dataset=demo", "dataset.allow_partial_risk_summary=true")
+    assert cfg.dataset.allow_partial_risk_summary is True
+    assert make_config("dataset=demo").dataset.allow_partial_risk_summary is False
+
+
+# --- line endings: what is sent is what is hashed --------------------------------------------------
+
+
+def test_crlf_and_lf_copies_load_the_same_text(tmp_path: Path) -> None:
+    recs = synthetic_records(2, 2, 1)
+    recs[0]["query"] = "A query over\ntwo lines"
+    lf = write_csv(tmp_path / "lf.csv", recs)
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(lf.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    assert b"over\r\ntwo" in crlf.read_bytes()
+    assert read(crlf) == read(lf)
+    assert read(lf)[0].query == "A query over\ntwo lines"
+    cr_only = [dict(r, query=r["query"].replace("\n", "\r")) for r in recs]
+    assert validate(cr_only, "mem") == read(lf)
 
 
 # --- label checks: categories and the scenario's shape ---------------------------------------------

@@ -27,7 +27,7 @@ def make_rows(n: int) -> list[dict[str, str]]:
         {
             "id": f"q{i}",
             "query": f"Question number {i}: how do I do the thing {i}?",
-            "risk_summary": f"Risk {i}.",
+            "risk_summary": f"Query A: Risk {i}.\nQuery B: Risk {i}b." if i % 3 == 1 else f"Risk {i}.",
             "dataset_name": SCENARIOS[i % 3],
             "label": (
                 "Query A: Rumors-Fabrication\nQuery B: Ethics and Morality-Deception"

@@ -31,7 +31,13 @@ RO, CS, OS = SCENARIOS
 CS_LABEL = "Query A: Rumors-Sub\nQuery B: Ethics and Morality-Sub"
 ROWS = [
     ("hf-1", "synthetic query one", "synthetic risk one", RO, "Rumors-Sub"),
-    ("hf-2", "synthetic query two", "synthetic risk two", CS, CS_LABEL),
+    (
+        "hf-2",
+        "synthetic query two",
+        "Query A: synthetic risk two\nQuery B: synthetic risk two b",
+        CS,
+        CS_LABEL,
+    ),
     ("hf-3", "synthetic query three", "synthetic risk three", OS, "Ethics and Morality-Sub"),
 ]
 

@@ -51,7 +51,11 @@ def _rows() -> list[dict[str, str]]:
             {
                 "id": qid,
                 "query": f"Question {qid}: how would one go about thing number {n}?",
-                "risk_summary": f"Risk of {qid}.",
+                "risk_summary": (
+                    f"Query A: Risk of {qid}.\nQuery B: Risk of {qid}b."
+                    if scenario == CS
+                    else f"Risk of {qid}."
+                ),
                 "dataset_name": scenario,
                 "label": label,
             }

@@ -211,5 +211,5 @@ def test_bsa_slurm_builds_on_the_plugin_config_without_shadowing_it() -> None:
     assert (launcher.partition, launcher.timeout_min, launcher.max_num_timeout) == ("p", 720, 3)
     assert launcher.submitit_folder == f"{ours.hydra.sweep.dir}/.submitit/%j"  # job logs: in the sweep dir
     assert plugin.hydra.launcher.timeout_min == 60  # the plugin's own config is untouched
-    assert list(ours.hydra.callbacks) == ["stop_managed_servers", "sweep_points"]
+    assert list(ours.hydra.callbacks) == ["stop_managed_servers", "sweep_points", "run_dir"]
     instantiate(launcher)  # the plugin accepts every key

@@ -164,3 +164,49 @@ def test_ctrl_c_twice_stops_the_managed_server(tmp_path: Path) -> None:
     assert _server_processes() == []
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "interrupted"
+
+
+def test_a_managed_server_killed_mid_run_is_named_within_seconds(tmp_path: Path) -> None:
+    """The llama.cpp server bsa started dies with SIGSEGV (as a native build on an AMX CPU did): bsa
+    says so, with its signal and log, exits 3, and gives no advice about api_base."""
+    import signal
+    import time
+
+    data = write_dataset(tmp_path / "two.csv", ROWS)
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "bsa", "dataset=bsa", f"dataset.path={data}", "sampling.k=3",
+        f"hydra.run.dir={run_dir}", "progress=false",
+    ]  # fmt: skip
+    env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "400"}  # paths unwrapped
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    log = run_dir / "server_model.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and '/v1/chat/completions HTTP/1.1" 200' in log.read_text(errors="replace"):
+            break  # one answer is in: the run is under way
+        time.sleep(0.1)
+    import re
+
+    note = json.loads((run_dir / "run.json").read_text())["servers"][0]
+    port = re.search(r"127\.0\.0\.1:(\d+)/v1", note).group(1)  # type: ignore[union-attr]
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    pids = [
+        line.split()[0]
+        for line in ps.splitlines()
+        if "llama_cpp.server" in line and f"--port {port} " in line
+    ]
+    assert len(pids) == 1, ps
+    os.kill(int(pids[0]), signal.SIGSEGV)
+    killed = time.monotonic()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, out[-3000:]
+    assert time.monotonic() - killed < 15, "not reported within seconds"
+    text = " ".join(out.split())
+    assert re.search(
+        r"the llama\.cpp server bsa started exited with signal SIGSEGV \(-11\) after \d+ requests?;", text
+    ), out[-3000:]
+    assert "last lines of" in text and "server_model.log" in text, out[-3000:]
+    assert "api_base" not in text and "is the server running" not in text, out[-3000:]

@@ -11,6 +11,7 @@ from bsa.reasoning import (
     EMPTY_ANSWER,
     NO_REASONING,
     REASONING_CUT_OFF,
+    THINK_TAG_IN_ANSWER,
     extract,
 )
 
@@ -104,11 +105,34 @@ def test_uppercase_think_tags() -> None:
     assert (ex.reasoning, ex.answer) == ("upper trace", "upper answer")
 
 
-def test_structured_reasoning_and_inline_tags_are_both_kept() -> None:
+def test_with_a_reasoning_field_the_content_is_never_split_again() -> None:
+    # The provider separated the trace; tags left in the content are the answer's text, flagged.
     ex = extract({"content": "<think>inline part</think>answer", "reasoning_content": "structured part"})
-    assert ex.reasoning == "structured part\ninline part"
-    assert ex.answer == "answer"
-    assert "<think>" not in ex.answer and "</think>" not in ex.answer
+    assert ex.reasoning == "structured part"
+    assert ex.answer == "<think>inline part</think>answer"
+    assert ex.flags == (THINK_TAG_IN_ANSWER,)
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_literal_close_tag_in_the_answer_stays_in_the_answer(field: str) -> None:
+    answer = "Close the block with </think> and then write the rest of the answer."
+    ex = extract({"content": answer, field: "The user asks about template syntax."})
+    assert ex.reasoning == "The user asks about template syntax."
+    assert ex.answer == answer
+    assert ex.flags == (THINK_TAG_IN_ANSWER,)
+
+
+def test_inline_split_at_the_first_close_tag_flags_a_second_one() -> None:
+    ex = extract({"content": "<think>trace</think>Write </think> to end a block."})
+    assert ex.reasoning == "trace"
+    assert ex.answer == "Write </think> to end a block."
+    assert ex.flags == (THINK_TAG_IN_ANSWER,)
+
+
+def test_closing_tag_only_output_with_a_second_close_tag_is_flagged() -> None:
+    ex = extract({"content": "trace</think>the answer quotes </think> literally"})
+    assert (ex.reasoning, ex.answer) == ("trace", "the answer quotes </think> literally")
+    assert ex.flags == (THINK_TAG_IN_ANSWER,)
 
 
 def test_empty_think_block_means_no_reasoning() -> None:

@@ -49,7 +49,11 @@ def _rows() -> list[dict[str, str]]:
             {
                 "id": qid,
                 "query": f"Question {qid}: how would one go about thing number {n}?",
-                "risk_summary": f"Risk of {qid}.",
+                "risk_summary": (
+                    f"Query A: Risk of {qid}.\nQuery B: Risk of {qid}b."
+                    if prefix == "c"
+                    else f"Risk of {qid}."
+                ),
                 "dataset_name": SCENARIO[prefix],
                 "label": label,
             }
@@ -187,7 +191,7 @@ def test_leaderboard_csv_one_row_per_run_with_intervals(made: Path) -> None:
         assert "judged by hosted_vllm/j, not GPT-4o" in row["paper_reasons"] and row["judge_prompts"] == "bsa"
         assert row["n_queries"] == 12 and row["k"] == 2 and row["mitigation"] == mitigation
         assert row["judge"] == "hosted_vllm/j" and row["tokens"] == 24 * 30  # 24 samples x 30 tokens
-        assert row["unscored_safety"] == 0 and row["flagged"] == 0
+        assert row["unscored_safety"] == 0 and row["flagged"] == 0 and row["judge_inputs_truncated"] == 0
 
 
 def test_paired_mitigation_tests_match_the_metric_differences(sweep: Path) -> None:
@@ -387,6 +391,25 @@ def test_stopped_failed_and_foreign_runs_are_shown_marked(sweep: Path, tmp_path:
     # The stopped and the failed run, in the headline, per-scenario and details tables.
     assert page.count('<tr class="warn">') == 6 and "fall into 2 comparison groups" in page
     assert "Group 2: 12 queries from gone.csv" in page and "Differs from group 1 in the queries." in page
+
+
+def test_judge_inputs_cut_to_fit_are_counted_per_run(sweep: Path, tmp_path: Path) -> None:
+    """judge_input_truncated rows (a request cut to judge.max_input_chars) in the run details and
+    leaderboard.csv, per run."""
+    runs = _run_dirs(sweep)
+    cut = tmp_path / "outputs" / "cut"
+    shutil.copytree(runs["a/none"], cut)
+    rows = [json.loads(line) for line in (cut / "judgments.jsonl").read_text().splitlines()]
+    for row in rows[:3]:
+        row["flags"] = [*row.get("flags", []), "judge_input_truncated"]
+    (cut / "judgments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    built = report.build([report.load_run(runs["b/none"]), report.load_run(cut)], n_boot=50)
+    details = report.details_table(built)
+    column = details.headers.index("judge inputs cut")
+    assert {row[0]: row[column] for row in details.rows} == {"b · none": "0", "a · none": "3"}
+    lb = report.leaderboard_frame(built).set_index("run")
+    assert lb.loc["a · none", "judge_inputs_truncated"] == 3
+    assert lb.loc["b · none", "judge_inputs_truncated"] == 0
 
 
 def test_hostile_names_and_a_corrupt_run_json_neither_crash_nor_inject(

@@ -54,7 +54,11 @@ def make_rows(n: int) -> list[dict[str, str]]:
             {
                 "id": f"r{i:03d}",
                 "query": f"Synthetic request number {i} about topic {i % 7}.",
-                "risk_summary": f"Synthetic risk {i}.",
+                "risk_summary": (
+                    f"Query A: Synthetic risk {i}.\nQuery B: Synthetic risk {i}b."
+                    if scenario == "Cognitive Shortcut"
+                    else f"Synthetic risk {i}."
+                ),
                 "dataset_name": scenario,
                 "label": label,
             }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bsa.config import DEFAULT_ALPHA
-from bsa.score import ScoreError, main, score_file
+from bsa.score import ScoreError, main, score_file, score_results
 
 HEADER = "model_name,id,dataset_name,Safe_Ans_Check,Thk_Acc_Judge\n"
 
@@ -158,6 +158,34 @@ def test_queries_with_fewer_than_k_samples_are_named(
         "Think@5 are over the samples they have"
     ) in text
     assert "model 'B'" not in text
+
+
+def test_k_above_the_samples_any_query_has_is_refused(tmp_path: Path) -> None:
+    f = _write(
+        tmp_path / "r.csv", ["A,q1,Risk Omission,Safe,True"] * 5 + ["A,q2,Risk Omission,Safe,True"] * 5
+    )
+    for first_k in (False, True):  # --first-k cannot make samples that are not there
+        with pytest.raises(ScoreError) as err:
+            score_results(f, 100, DEFAULT_ALPHA, first_k=first_k)
+        assert str(err.value) == (
+            f"{f}: 5 samples per query (no query has 100) but --k 100, so Safe@100 and Think@100 would "
+            "be over at most 5 samples; give --k 5, or leave --k out to take k from the file"
+        )
+
+
+def test_cli_k_above_the_samples_any_query_has_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["A,q1,Risk Omission,Safe,True"] * 5 + ["A,q2,Risk Omission,Safe,True"] * 3
+    f = _write(tmp_path / "r.csv", rows)
+    out = tmp_path / "m.json"
+    assert main([str(f), "--k", "100", "--out", str(out)]) == 2
+    text = " ".join(capsys.readouterr().out.split())
+    assert "at most 5 samples per query (no query has 100) but --k 100" in text
+    assert "give --k 5, or leave --k out" in text
+    assert not out.exists()
+    assert main([str(f), "--k", "5", "--out", str(out)]) == 0  # the k some query has is still fine
+    assert json.loads(out.read_text())["k"] == 5
 
 
 def test_k_is_checked_over_every_model(tmp_path: Path) -> None:

@@ -40,7 +40,9 @@ def _rows() -> list[dict[str, str]]:
             {
                 "id": f"q{n:02d}",
                 "query": f"Question number {n}: how would one do thing {n}?",
-                "risk_summary": f"Risk {n}.",
+                "risk_summary": (
+                    f"Query A: Risk {n}.\nQuery B: Risk {n}b." if scenario == SCENARIOS[1] else f"Risk {n}."
+                ),
                 "dataset_name": scenario,
                 "label": label,
             }

@@ -50,7 +50,11 @@ def _rows() -> list[dict[str, str]]:
             {
                 "id": qid,
                 "query": query,
-                "risk_summary": f"Risk of {qid}.",
+                "risk_summary": (
+                    f"Query A: Risk of {qid}.\nQuery B: Risk of {qid}b."
+                    if scenario == CS
+                    else f"Risk of {qid}."
+                ),
                 "dataset_name": scenario,
                 "label": label,
             }

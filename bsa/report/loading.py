@@ -73,7 +73,9 @@ def _dataset(
     size) keys the cache."""
     p = Path(path)
     try:
-        return tuple(data.read(p, custom_categories)), data.file_sha256(p) or ""
+        # Only ids, order and categories are read here; the run checked its risk summaries.
+        queries = data.read(p, custom_categories, allow_partial_risk_summary=True)
+        return tuple(queries), data.file_sha256(p) or ""
     except DatasetError as e:
         return str(e)
 
@@ -374,8 +376,12 @@ def _run(
     queries, categories_known = _queries(info, gens, notes, custom, _recorded_queries(run_dirs, notes))
     k = int(info.get("k") or _dig(cfg, "sampling", "k") or 1)
     run_alpha = float(alpha or cfg.get("alpha") or DEFAULT_ALPHA)
-    samples = results.scores(list(queries.values()), gens, judgments)
+    policy = str(_dig(cfg, "scoring", "provider_refusal") or "unscored")
+    samples = results.scores(list(queries.values()), gens, judgments, policy)
     m = compute(samples, k, run_alpha) if samples else None
+    if m is not None:
+        m["provider_refusal_policy"] = policy
+        m["provider_refused"] = results.refusal_counts(gens, judgments)
     n = int(_dig(info, "dataset", "n_queries") or len({g["id"] for g in gens}))
     notes = _status_notes(info, m, k, n) + notes
     if _dig(info, "dataset", "demo"):

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from bsa import stats
+from bsa.judge import inputs_truncated
 from bsa.report.assemble import Report, group_of
 from bsa.report.columns import BY_SCENARIO, HEADLINE, METRICS, PUBLISHED_METRICS, fmt_num, fmt_p
 from bsa.report.comparability import COMPARABLE, NOT_COMPARABLE, describe_prompts, setup_match
@@ -91,7 +92,7 @@ def scenario_table(report: Report, digits: int = 2, group: int | None = None) ->
 def details_table(report: Report) -> Table:
     """What each run is: model, settings, judge and its prompts, and what it cost."""
     headers = ["run", "group", "model", "mitigation", "sampling", "judge", "judge prompts", "k"]
-    headers += ["unscored S/T", "flagged", "tokens", "cost $"]
+    headers += ["unscored S/T", "refused M/J", "flagged", "judge inputs cut", "tokens", "cost $"]
     rows = []
     for r in report.runs:
         m = r.metrics or {}
@@ -106,12 +107,22 @@ def details_table(report: Report) -> Table:
                 describe_prompts(r.judge_prompts),
                 str(r.k),
                 f"{m['unscored_safety']}/{m['unscored_think']}" if m else "—",
+                _refused(m),
                 str(m.get("flagged", "—")),
+                str(inputs_truncated(r.judgments)),
                 "—" if r.tokens is None else f"{r.tokens:,}",
                 "—" if r.cost_usd is None else f"{r.cost_usd:.4f}",
             ]
         )
     return Table("details", headers, rows, _warn(report.runs), frozenset({0, 2, 3, 4, 5, 6}))
+
+
+def _refused(m: dict[str, Any]) -> str:
+    """Samples the model's provider refused / judgments the judge's refused (scoring.provider_refusal)."""
+    counts = m.get("provider_refused")
+    if not counts:
+        return "—"
+    return f"{counts.get('model', 0)}/{counts.get('judge', 0)}"
 
 
 def pair_table(pair: Pair, index: int) -> Table:
@@ -262,6 +273,10 @@ def leaderboard_frame(report: Report) -> pd.DataFrame:
             unscored_safety=m.get("unscored_safety"),
             unscored_think=m.get("unscored_think"),
             flagged=m.get("flagged"),
+            judge_inputs_truncated=inputs_truncated(r.judgments),
+            provider_refused_model=(m.get("provider_refused") or {}).get("model"),
+            provider_refused_judge=(m.get("provider_refused") or {}).get("judge"),
+            provider_refusal_policy=m.get("provider_refusal_policy"),
             tokens=r.tokens,
             cost_usd=r.cost_usd,
             reference_model=reference_name(r.model_config, r.model),
