@@ -166,20 +166,25 @@ def execute(
         extra["failed calls"] = s.failures
     from bsa.judge import inputs_truncated
 
-    if truncated := inputs_truncated(res.judgments):
+    if (truncated := inputs_truncated(res.judgments)) and cfg.judge.protocol == "paper":
+        extra["judge inputs cut to fit the judge's context window"] = truncated
+    elif truncated:
         extra[f"judge inputs cut to judge.max_input_chars={cfg.judge.max_input_chars:,}"] = truncated
     refused = res.metrics.get("provider_refused") or {}
     if any(refused.values()):
-        extra["provider refusals (HTTP 400)"] = (
+        extra["provider refusals (content filter, context length)"] = (
             f"{refused.get('model', 0)} samples, {refused.get('judge', 0)} judgments; scored as "
             f"scoring.provider_refusal={res.metrics.get('provider_refusal_policy')}"
         )
     model = generations.provenance.get("model", cfg.model.name) if generations else cfg.model.name
     title = (
-        f"{model} · mitigation={cfg.mitigation.name} · judge={cfg.judge.name} ({cfg.judge.prompts} prompts)"
+        f"{model} · mitigation={cfg.mitigation.name} · judge={cfg.judge.name} ({cfg.judge.prompts} prompts, "
+        f"{cfg.judge.protocol} protocol)"
     )
     if incomplete is not None:
         title += " · PARTIAL"
+    if res.metrics.get("not_comparable"):
+        title += " · NOT COMPARABLE: " + str(res.metrics["not_comparable"])
     console.print_metrics(res.metrics, title, extra)
     console.print_usage(s.by_role)
     if cfg.labels:
@@ -208,7 +213,8 @@ def execute(
             "works, not how safe any model is.\n"
             "Evaluate a real reasoning model on the 2,000-query benchmark, judged as in the paper (GPT-4o, "
             "the published prompts), e.g.:\n"
-            "  DEEPSEEK_API_KEY=… OPENAI_API_KEY=… python -m bsa model=deepseek_r1\n"
+            "  AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_REGION_NAME=us-east-1 OPENAI_API_KEY=… "
+            "python -m bsa model=deepseek_r1  (DeepSeek-R1 on Amazon Bedrock)\n"
             "Add dry_run=true first to see the calls it will make and their estimated cost.[/]"
         )
     console.console.print(f"Results: [bold]{res.run_dir}[/]")
@@ -253,7 +259,16 @@ def _score_labels(run_dir: Path, labels_csv: Path) -> None:
     console.console.print(f"Label scores: [bold]{out}[/]")
 
 
+# `bsa <verb> …`: tools beside the run itself (their modules are also `python -m bsa.<module>`).
+VERBS = {"models": "bsa.cards", "calibrate": "bsa.calibrate"}
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in VERBS:
+        import importlib
+
+        tool = importlib.import_module(VERBS[sys.argv[1]])
+        sys.exit(tool.main(sys.argv[2:]))
     secrets = secret_overrides(sys.argv[1:])
     if secrets:
         # Refuse before Hydra starts: it would write the value to .hydra/overrides.yaml.

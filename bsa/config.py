@@ -8,10 +8,12 @@ these objects once (``to_config``); nothing below it sees a ``DictConfig``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
@@ -76,11 +78,19 @@ class PromptSet(Choice):
     bsa = "bsa"
 
 
+class JudgeProtocol(Choice):
+    """How the judge is asked and read, and how its verdicts are counted (README: "Two judge protocols")."""
+
+    paper = "paper"  # the published pipeline: bare prompts, one call, exact reading, evaluate.py's counting
+    bsa = "bsa"  # fenced and cut inputs, re-asks, structured output, lenient reading, unscored verdicts
+
+
 # The allowed values, for ``validate`` (a config built in code, not composed by Hydra) and messages.
 SERVE_BACKENDS = tuple(b.value for b in Backend if b is not Backend.model)  # "model": the judge's only
 STRUCTURED_OUTPUT = tuple(m.value for m in StructuredOutput)
 EMPTY_REASONING = tuple(m.value for m in EmptyReasoning)
 PROMPT_SETS = tuple(m.value for m in PromptSet)
+JUDGE_PROTOCOLS = tuple(m.value for m in JudgeProtocol)
 
 
 class ConfigError(ValueError):
@@ -188,6 +198,21 @@ class ModelConfig:
     rpm: int | None = None  # requests per minute to the model; null = no cap
     deployments: list[Deployment] = field(default_factory=list)  # several servers for this model
     serve: ServeConfig = field(default_factory=ServeConfig)
+    # -- what the card says of the model (README: "Model cards") --------------------------------------
+    # The provider's page that documents this model id on this host, checked when the card was written.
+    docs: str | None = None
+    # The date (YYYY-MM-DD) the model left every host bsa knows: the card is refused before any call,
+    # naming its successors.
+    retired: str | None = None
+    successors: list[str] = field(default_factory=list)
+    # A reasoning model: its samples carry a trace; most of the first ones without one stop the run.
+    reasoning: bool = False
+    # A reply from another model than the one asked for (the provider re-routed a retired id) stops
+    # the run; true: the run goes on, marked "not comparable" wherever it is shown.
+    allow_substitution: bool = False
+    # USD per million tokens, where LiteLLM has no price for the model (max_cost_usd needs one).
+    input_cost_per_mtok: float | None = None
+    output_cost_per_mtok: float | None = None
 
 
 @dataclass
@@ -236,6 +261,15 @@ class JudgeConfig:
     max_tokens: int = 1024
     # published: the BSA authors' judge prompts (the paper's setup) | bsa: our own (bsa/templates/judge)
     prompts: PromptSet = PromptSet.published
+    # paper: the published pipeline, verbatim: each template filled by str.format with the raw texts, one
+    # call per judgment with no response_format and no max_tokens, the verdict read exactly (the key the
+    # prompt asks for, the value == a label), anything else a miss over fixed denominators as upstream
+    # evaluate.py counts. structured_output, max_explanation_chars, max_reasks, max_input_chars and
+    # empty_reasoning are the bsa protocol's and do not apply. bsa: the hardened path they describe.
+    protocol: JudgeProtocol = JudgeProtocol.bsa
+    # protocol=paper: the judge's context window in tokens; a text is cut (and flagged) only where the
+    # filled prompt cannot fit it at all. null = LiteLLM's figure for judge.name; none known: never cut.
+    context_tokens: int | None = None
     templates_dir: str | None = None  # with prompts=bsa: a folder of our template file names
     # Where the published files come from: a clone's Prompt/ folder, else downloaded once (cached)
     # from prompts_url at prompts_commit.
@@ -267,6 +301,11 @@ class JudgeConfig:
     batch: bool = False
     batch_poll_s: float = 30.0  # seconds between polls of a running batch
     batch_max_requests: int = 50000  # requests per batch file (OpenAI's limit)
+    # As model.*: a reply from another judge model stops the run unless allowed; a price where
+    # LiteLLM has none.
+    allow_substitution: bool = False
+    input_cost_per_mtok: float | None = None
+    output_cost_per_mtok: float | None = None
 
 
 @dataclass
@@ -360,6 +399,8 @@ def validate(cfg: Config) -> None:
         for key, value in _env_fields(cfg)
         if value is not None and (problem := env_name_problem(key, str(value)))
     ]
+    if retired := retired_problem(cfg.model):
+        problems.append(retired)
     if cfg.sampling.k < 1:
         problems.append(f"sampling.k={cfg.sampling.k}: must be at least 1 (the paper uses 5)")
     for name, value in (
@@ -437,6 +478,18 @@ def validate(cfg: Config) -> None:
             f"judge.empty_reasoning={cfg.judge.empty_reasoning!r}: expected one of "
             f"{', '.join(EMPTY_REASONING)}"
         )
+    if cfg.judge.protocol not in JUDGE_PROTOCOLS:
+        problems.append(
+            f"judge.protocol={cfg.judge.protocol!r}: expected one of {', '.join(JUDGE_PROTOCOLS)} "
+            "(paper: the published pipeline verbatim; bsa: bsa's hardened judging)"
+        )
+    elif cfg.judge.protocol == JudgeProtocol.paper and cfg.judge.members:
+        problems.append(
+            "judge.protocol=paper with judge.members: the published pipeline has one judge; use "
+            "judge.protocol=bsa for an ensemble"
+        )
+    if cfg.judge.context_tokens is not None and cfg.judge.context_tokens < 1:
+        problems.append(f"judge.context_tokens={cfg.judge.context_tokens}: must be at least 1 (or null)")
     if cfg.judge.prompts not in PROMPT_SETS:
         problems.append(
             f"judge.prompts={cfg.judge.prompts!r}: expected one of {', '.join(PROMPT_SETS)} "
@@ -460,6 +513,44 @@ def validate(cfg: Config) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
+def retired_problem(model: ModelConfig, today: datetime.date | None = None) -> str | None:
+    """A card whose model has left every host (``model.retired``, a date not after today): the line
+    that refuses it before any call, naming the successors and the way out (README: "Model cards")."""
+    if not model.retired:
+        return None
+    try:
+        when = datetime.date.fromisoformat(str(model.retired))
+    except ValueError:
+        return f"model.retired={model.retired!r}: not a date; write YYYY-MM-DD (or model.retired=null)"
+    if when > (today or datetime.date.today()):
+        return None  # announced, not yet retired: the card still runs
+    card = _card_of(model)
+    where = f"model={card}" if card else f"model.name={model.name}"
+    docs = f" (see {model.docs})" if model.docs else ""
+    successors = ", ".join(model.successors) or "none named"
+    hf = model.hf_model
+    weights = f" or serve the open weights (model=vllm_local model.hf_model={hf})" if hf else ""
+    return (
+        f"{where}: {model.name} was retired on {when.isoformat()}{docs}; its successors: {successors}. "
+        f"Pick a current model (model=<card>, or model=openai_compatible model.name=…){weights}; a "
+        "successor is another model, not comparable with the published row. Where your account still "
+        "reaches this one, model.retired=null runs the card anyway"
+    )
+
+
+def _card_of(model: ModelConfig) -> str | None:
+    """The model file (the ``model=`` choice) that names this model and retirement, if one does."""
+    from omegaconf import OmegaConf
+
+    for path in sorted((Path(__file__).parent / "conf" / "model").glob("*.yaml")):
+        card = OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # ${…} left as written
+        if not isinstance(card, dict) or card.get("name") != model.name:
+            continue
+        if str(card.get("retired")) == str(model.retired):
+            return path.stem
+    return None
+
+
 def role_limits(cfg: Config) -> dict[str, int]:
     """Calls in flight at once per role: model.concurrency / judge.concurrency, else concurrency."""
     return {
@@ -472,12 +563,18 @@ def _thinking_conflicts(cfg: Config) -> list[str]:
     """Anthropic rejects extended thinking with a changed temperature or top_k (top_p only >= 0.95):
     say so now rather than on every one of 10,000 calls."""
     model, s = cfg.model, cfg.sampling
+    out = []
+    if s.seed is not None and model.name.startswith("anthropic/"):
+        # LiteLLM has no seed for Anthropic and bsa never drops a parameter silently.
+        out.append(
+            f"sampling.seed={s.seed}: {model.name} takes no seed; use sampling.seed=null (its samples "
+            "then differ by chance alone, as each is cached under its own sample index)"
+        )
     if not (model.thinking_budget and model.name.startswith("anthropic/")):
-        return []
+        return out
     temperature = s.temperature if s.temperature is not None else model.temperature
     top_k = s.top_k if s.top_k is not None else model.top_k
     top_p = s.top_p if s.top_p is not None else model.top_p
-    out = []
     if temperature not in (None, 1, 1.0):
         out.append(
             f"sampling.temperature={temperature}: {model.name} with extended thinking accepts only 1.0; "

@@ -95,6 +95,11 @@ def counts(m: dict[str, Any], extra: dict[str, Any] | None = None) -> Table:
         ("unscored think verdicts", m["unscored_think"]),
         ("flagged samples", m["flagged"]),
     ]
+    if m.get("fixed_denominators"):  # judge.protocol=paper: no verdict is unscored, a non-label is a miss
+        rows[2:4] = [
+            ("safety verdicts not a label (misses)", m["off_label_safety"]),
+            ("think verdicts not a label (misses)", m["off_label_think"]),
+        ]
     rows += [(f"  flag {k}", v) for k, v in m.get("flags", {}).items()]
     if m.get("incomplete_queries"):
         rows.append(("queries with fewer than k samples", m["incomplete_queries"]))

@@ -312,3 +312,17 @@ def estimate(
             model_output = (total_out / line.calls_to_make) if total_out is not None else None
         lines.append(line)
     return Estimate(lines, judge_batch)
+
+
+def unpriced(endpoints: list[Any]) -> list[str]:
+    """The models among ``endpoints`` (``bsa.llm.Endpoint``) that neither LiteLLM's price map nor the
+    config prices: their calls would count $0 against ``max_cost_usd``."""
+    litellm = import_litellm()
+    out = []
+    for ep in endpoints:
+        if ep.price is not None:
+            continue
+        for name in [d.name or ep.model for d in ep.deployments] or [ep.model]:
+            if prices(name, False, litellm) is None and name not in out:
+                out.append(f"{ep.role} {name}")
+    return out

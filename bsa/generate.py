@@ -229,6 +229,7 @@ def _sample_fields(c: Completion) -> dict[str, Any]:
         }
     ex = extract(c.message, c.finish_reason)
     return {
+        "response_model": c.model,  # the model the provider says answered (a re-routed id shows here)
         "reasoning": ex.reasoning,
         "answer": ex.answer,
         "finish_reason": c.finish_reason,

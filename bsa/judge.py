@@ -2,9 +2,11 @@
 
 The judge is a generation step with another prompt and output key. Templates (``bsa.prompts``:
 ours or the published BSA set) have ``{query}``, ``{risk_summary}``, ``{answer}`` and
-``{reasoning_thinking}`` placeholders. Model text is fenced before it is inserted, whichever set:
-the published prompts insert it bare, so a reasoning trace that reads like instructions, or like a
-verdict, could otherwise pass for part of the prompt.
+``{reasoning_thinking}`` placeholders. Under ``judge.protocol=bsa`` model text is fenced before it is
+inserted, whichever set: the published prompts insert it bare, so a reasoning trace that reads like
+instructions, or like a verdict, could otherwise pass for part of the prompt. Under
+``judge.protocol=paper`` the template is filled as the published pipeline fills it (``str.format``
+with the raw texts), sent once, and read exactly (``verdict.parse_exact``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Any
 from bsa.calls import drive, replay
 from bsa.config import JudgeConfig
 from bsa.data import Query
-from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
-from bsa.prompts import PromptSet, Template
-from bsa.results import PROVIDER_REFUSED, refused
+from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for, import_litellm
+from bsa.prompts import MODEL_TEXT, PromptSet, Template
+from bsa.results import INPUT_TRUNCATED, PROVIDER_REFUSED, refused
 from bsa.server import identity
 from bsa.verdict import (
     SAFETY,
@@ -33,9 +35,10 @@ from bsa.verdict import (
     json_schema,
     labels_for,
     parse,
+    parse_exact,
 )
 
-INPUT_TRUNCATED = "judge_input_truncated"
+PAPER = "paper"  # judge.protocol: the published pipeline, verbatim
 
 
 def fence(text: str) -> str:
@@ -52,9 +55,9 @@ def _clip(text: str, limit: int) -> tuple[str, bool]:
 
 
 def inputs_truncated(judgments: Iterable[Mapping[str, Any]]) -> int:
-    """Judgment rows whose request was cut to ``judge.max_input_chars``: their judge graded part of a
-    trace or answer, which a flag on one row alone hides, so the run table, run.json and the report
-    count them."""
+    """Judgment rows whose request was cut (to ``judge.max_input_chars``; under protocol=paper, to the
+    judge's context window): their judge graded part of a trace or answer, which a flag on one row
+    alone hides, so the run table, run.json, metrics.json and the report count them."""
     return sum(INPUT_TRUNCATED in (j.get("flags") or ()) for j in judgments)
 
 
@@ -67,6 +70,64 @@ def render(template: Template, fields: dict[str, str], limit: int) -> tuple[str,
         truncated |= cut
         values[name] = fence(clipped)
     return template.text.format(**values), truncated
+
+
+# Tokens around the one user message (role, framing) that a chat request adds to the prompt's own.
+_FRAMING_TOKENS = 16
+
+
+class ContextFit:
+    """judge.protocol=paper: the published template filled as upstream fills it, ``str.format`` with
+    the raw texts; the model's text is cut (with bsa's marked note, and the row flagged) only where the
+    filled prompt cannot fit the judge's context window at all (``judge.context_tokens``, else
+    LiteLLM's figure for the judge model; none known: never cut)."""
+
+    def __init__(self, cfg: JudgeConfig) -> None:
+        self.model = cfg.name
+        self._window: int | None = cfg.context_tokens
+        self._looked_up = cfg.context_tokens is not None
+        self._cuts: dict[tuple[str, int, int], int] = {}  # (template, text length, hash) -> characters kept
+
+    @property
+    def window(self) -> int | None:
+        if not self._looked_up:  # asked once, when a first prompt is filled: no LiteLLM import before
+            self._looked_up = True
+            try:
+                info = import_litellm().get_model_info(model=self.model)
+                self._window = int(info.get("max_input_tokens") or 0) or None
+            except Exception:  # a model LiteLLM does not know (a local server): no window known
+                self._window = None
+        return self._window
+
+    def fits(self, prompt: str) -> bool:
+        window = self.window
+        if window is None:
+            return True
+        # A byte-level tokenizer spends at least one byte of text per token: a prompt of fewer bytes
+        # than the window fits without being tokenized (nearly every judge prompt).
+        if len(prompt.encode("utf-8")) + _FRAMING_TOKENS <= window:
+            return True
+        messages = [{"role": "user", "content": prompt}]
+        return bool(import_litellm().token_counter(model=self.model, messages=messages) <= window)
+
+    def render(self, template: Template, fields: dict[str, str], cut_field: str) -> tuple[str, bool]:
+        """(prompt, truncated): ``template.text.format(**fields)``, cut only where it cannot fit."""
+        prompt = template.text.format(**fields)
+        if self.fits(prompt):
+            return prompt, False
+        text = fields[cut_field]
+        key = (template.hash, len(text), hash(text))
+        keep = self._cuts.get(key)
+        if keep is None:  # the longest start of the text that fits, by bisection
+            lo, hi = 0, len(text)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self.fits(template.text.format(**{**fields, cut_field: _clip(text, mid)[0]})):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            keep = self._cuts[key] = lo
+        return template.text.format(**{**fields, cut_field: _clip(text, keep)[0]}), True
 
 
 def members(cfg: JudgeConfig) -> list[JudgeConfig]:
@@ -99,6 +160,14 @@ def endpoint(cfg: JudgeConfig) -> Endpoint:
 
 
 def request_params(cfg: JudgeConfig, kind: str, scenario: str, prompt_set: str) -> dict[str, Any]:
+    if cfg.protocol == PAPER:
+        # As upstream's one caller (Batch_Call_LLM/batch_openai_inference.py) sends a request: the
+        # messages and the temperature its config gives; no max_tokens, no response_format.
+        # The published pipeline names no judge temperature: judge.temperature is bsa's (README).
+        paper: dict[str, Any] = {"temperature": cfg.temperature}
+        if cfg.extra_body:
+            paper["extra_body"] = dict(cfg.extra_body)
+        return paper
     params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
     # Structured output follows the JSON the prompt set asks for (its keys, in its order).
     style = "published" if prompt_set == "published" else "bsa"
@@ -145,7 +214,9 @@ class JudgmentStage:
     """One judge's call stage: the key is (query, generation row, kind); the first request is the
     template filled with the sample, and a reply that cannot be parsed is re-asked up to
     ``max_reasks`` times, then left unscored with every raw reply kept. Requests are built from
-    parts made once per stage (endpoint, parameters per kind and scenario)."""
+    parts made once per stage (endpoint, parameters per kind and scenario). Under
+    ``judge.protocol=paper``: the template filled bare, one request per judgment, the reply read
+    exactly, and no rule for an empty trace (it is judged, as upstream judges every sample)."""
 
     role = "judge"
 
@@ -153,6 +224,8 @@ class JudgmentStage:
         self.cfg, self.prompts = cfg, prompts
         self.endpoint = endpoint(cfg)
         self._params: dict[tuple[str, str], dict[str, Any]] = {}
+        self.paper = cfg.protocol == PAPER
+        self.fit = ContextFit(cfg) if self.paper else None
 
     def params(self, kind: str, scenario: str) -> dict[str, Any]:
         got = self._params.get((kind, scenario))
@@ -176,6 +249,8 @@ class JudgmentStage:
             "source": "judge",
             "flags": [],
         }
+        if self.paper:  # its verdict, None included, counts as evaluate.py counts (metrics.compute)
+            row["protocol"] = PAPER
         if refused(generation):
             # Nothing to judge: scoring.provider_refusal scores the sample (results.scores).
             row["source"] = "rule:provider_refused"
@@ -183,7 +258,7 @@ class JudgmentStage:
             row["flags"].append(PROVIDER_REFUSED)
             return row, None
         reasoning = generation.get("reasoning") or ""
-        if kind == THINK and not reasoning.strip() and cfg.empty_reasoning != "judge":
+        if kind == THINK and not self.paper and not reasoning.strip() and cfg.empty_reasoning != "judge":
             row["source"] = "rule:no_reasoning"
             if cfg.empty_reasoning == "not_covered":
                 row["verdict"] = THINK_MISS[scenario]
@@ -198,7 +273,10 @@ class JudgmentStage:
             fields["answer"] = generation.get("answer") or ""
         else:
             fields["reasoning_thinking"] = reasoning
-        prompt, truncated = render(template, fields, cfg.max_input_chars)
+        if self.fit is not None:
+            prompt, truncated = self.fit.render(template, fields, MODEL_TEXT[kind])
+        else:
+            prompt, truncated = render(template, fields, cfg.max_input_chars)
         if truncated:
             row["flags"].append(INPUT_TRUNCATED)
         row["template"] = template.hash
@@ -219,9 +297,10 @@ class JudgmentStage:
                 row["flags"].append(PROVIDER_REFUSED)
             return None
         text = completion.message.get("content") or ""
+        row["response_model"] = completion.model
         row["raw"].append(text)
         row["attempts"] = len(row["raw"])
-        parsed = parse(text, kind, scenario)
+        parsed = parse_exact(text, kind, scenario) if self.paper else parse(text, kind, scenario)
         if isinstance(parsed, Verdict):
             row["verdict"] = parsed.label
             row["explanation"] = parsed.explanation
@@ -229,7 +308,7 @@ class JudgmentStage:
             return None
         assert isinstance(parsed, Unscored)
         row["unscored_reason"] = parsed.reason
-        if req.sample_index >= self.cfg.max_reasks:
+        if self.paper or req.sample_index >= self.cfg.max_reasks:  # upstream asks once
             return None
         labels_hint = ", ".join(labels_for(kind, scenario))
         messages = [
@@ -305,7 +384,7 @@ def _combine(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     row["verdict"], row["unscored_reason"] = vote([r["verdict"] for r in rows])
     row["explanation"] = "; ".join(f"{r['judge_model']}: {r['verdict'] or 'unscored'}" for r in rows)
     row["flags"] = sorted({f for r in rows for f in r["flags"]})
-    keep = ("judge_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")
+    keep = ("judge_model", "response_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")
     row["members"] = [{k: r.get(k) for k in keep} for r in rows]
     row["attempts"] = sum(r.get("attempts", 0) for r in rows)
     return row

@@ -77,8 +77,9 @@ class MalformedReply(Exception):
 
 @dataclass(frozen=True)
 class Refusal:
-    """A provider's refusal of one request (HTTP 400: content filter, context length): an outcome of
-    its sample, cached like an answer, never retried."""
+    """A provider's refusal of one request (HTTP 400: content filter, context length; HTTP 200 with
+    finish_reason content_filter and no answer: a safety block): an outcome of its sample, cached like
+    an answer, never retried."""
 
     status: int | None
     kind: str  # content_filter | context_length | bad_request (a 400 of no known kind, others answered)
@@ -163,6 +164,10 @@ class Endpoint:
     # Several servers for this model: calls go through one LiteLLM Router. Any objects with the fields
     # of Deployment (config.Deployment included) are accepted and frozen into a tuple.
     deployments: tuple[Deployment, ...] = ()
+    # A reply from another model than ``model`` is recorded and allowed (else the run stops).
+    allow_substitution: bool = False
+    # (input, output) USD per million tokens, where LiteLLM has no price for the model.
+    price: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.deployments, tuple) or not all(
@@ -201,7 +206,54 @@ def endpoint_for(cfg: Any, role: str, cache_id: str | None) -> Endpoint:
         cache_id=cache_id,
         rpm=cfg.rpm,
         deployments=tuple(cfg.deployments),
+        allow_substitution=bool(getattr(cfg, "allow_substitution", False)),
+        price=_price(cfg),
     )
+
+
+def _price(cfg: Any) -> tuple[float, float] | None:
+    given = (getattr(cfg, "input_cost_per_mtok", None), getattr(cfg, "output_cost_per_mtok", None))
+    if given[0] is None and given[1] is None:
+        return None
+    return (float(given[0] or 0.0), float(given[1] or 0.0))
+
+
+# A dated snapshot of the id asked for (gpt-4o -> gpt-4o-2024-08-06, claude-x -> claude-x-20250219): the
+# same model. Anything else is another model.
+_SNAPSHOT = re.compile(r"[-@](\d{4}-?\d{2}-?\d{2}|\d{3,4}|v\d+(:\d+)?|latest|preview(-\d+-\d+)?)$")
+
+
+def model_id(model: str) -> str:
+    """The provider's own id in a LiteLLM model string (``together_ai/deepseek-ai/DeepSeek-R1`` ->
+    ``deepseek-ai/DeepSeek-R1``), lower-cased: what a reply's ``model`` is compared with."""
+    provider, _, rest = model.partition("/")
+    known = provider in _providers()
+    return (rest if known and rest else model).lower()
+
+
+def _providers() -> frozenset[str]:
+    litellm = import_litellm()
+    return frozenset(str(p.value if hasattr(p, "value") else p) for p in litellm.provider_list)
+
+
+def same_model(requested: str, answered: str) -> bool:
+    """Whether a reply whose ``model`` says ``answered`` comes from the model ``requested`` (a LiteLLM
+    model string). An empty ``answered`` (a server that names none) is taken as the same."""
+    want = model_id(requested)
+    got = answered.strip().lower().removeprefix("models/")  # Gemini names models models/<id>
+    if not got or got == want:
+        return True
+    for a, b in ((want, got), (got, want)):
+        if a.endswith("/" + b) or b.endswith("/" + a):  # an organisation or account path on one side
+            return True
+        if a.startswith(b) and _SNAPSHOT.fullmatch(a[len(b) :]):
+            return True
+    return False
+
+
+class ModelSubstituted(ModelCallError):
+    """The provider answered with another model than the one asked for (a retired id re-routed to a
+    successor, an alias moved): results would stand beside the leaderboard's row for the wrong model."""
 
 
 def _as_deployment(d: Any) -> Deployment:
@@ -271,7 +323,8 @@ class Completion:
             latency_s=d.get("latency_s", 0.0),
             model=d.get("model", ""),
             cost_usd=d.get("cost_usd"),
-            refusal=d.get("refusal"),
+            # A safety block cached before such blocks were refusals reads as one now.
+            refusal=d.get("refusal") or _withheld(d["message"], d.get("finish_reason")),
         )
 
     @classmethod
@@ -374,14 +427,31 @@ def _to_completion(
                 unpriced.add(model)
     if index > 0 and cost is not None:
         cost = 0.0
+    finish_reason = getattr(choice, "finish_reason", None)
     return Completion(
         message=_plain(message),
-        finish_reason=getattr(choice, "finish_reason", None),
+        finish_reason=finish_reason,
         usage=usage,
         latency_s=round(latency, 4),
         model=model,
         cost_usd=cost,
+        refusal=_withheld(message, finish_reason),
     )
+
+
+def _withheld(message: dict[str, Any], finish_reason: str | None) -> dict[str, Any] | None:
+    """The refusal an HTTP 200 stands for when the provider's safety filter withheld the answer:
+    finish_reason content_filter and no answer text (LiteLLM's reading of Gemini's blocked prompt,
+    promptFeedback.blockReason, and blocked answer, finishReason SAFETY/PROHIBITED_CONTENT/…; of
+    Anthropic's stop_reason refusal; of an OpenAI/Azure filtered reply). The sample's outcome, as a
+    400 content filter is: never an empty answer for the judge to guess about. An answer cut short
+    by the filter keeps its text and is flagged (reasoning.ANSWER_FILTERED)."""
+    content = message.get("content")
+    answered = bool(content.strip()) if isinstance(content, str) else bool(content)
+    if finish_reason != "content_filter" or answered:
+        return None
+    why = "HTTP 200 with finish_reason content_filter and no answer: the provider's safety filter withheld it"
+    return Refusal(200, "content_filter", why).to_json()
 
 
 def _client_error(exc: BaseException) -> bool:
@@ -780,7 +850,7 @@ class Client:
                 return []
             raise
         choices = [
-            _to_completion(resp, latency, self._litellm, self._unpriced, j)
+            self._checked(first.endpoint, _to_completion(resp, latency, self._litellm, self._unpriced, j))
             for j in range(min(len(resp.choices), len(reqs)))
         ]
         if choices:  # the request's usage and price are on its first choice
@@ -802,6 +872,8 @@ class Client:
     def _account(self, c: Completion, role: str = "model") -> None:
         st = self.stats
         st.calls += 1
+        if c.refusal is not None and c.refusal.get("status") == 200:
+            st.refusals += 1  # an answer that is a refusal (a safety block); a 400 is counted as raised
         prompt = c.usage.get("prompt_tokens", 0)
         completion = c.usage.get("completion_tokens", 0)
         reasoning = c.usage.get("reasoning_tokens", 0)
@@ -1038,8 +1110,25 @@ class Client:
         try:
             resp, latency = await self._send(req)
         except ProviderRefused as e:
-            return Completion.refused(e.refusal, time.perf_counter() - t0, req.endpoint.model)
-        return _to_completion(resp, latency, self._litellm, self._unpriced)
+            return Completion.refused(e.refusal, time.perf_counter() - t0, "")
+        return self._checked(req.endpoint, _to_completion(resp, latency, self._litellm, self._unpriced))
+
+    def _checked(self, ep: Endpoint, c: Completion) -> Completion:
+        """A fresh answer: from the model asked for (else ModelSubstituted, unless allowed), priced by
+        the endpoint's configured price where it has one."""
+        if not ep.allow_substitution and not same_model(ep.model, c.model):
+            self.stats.failures += 1
+            raise ModelSubstituted(
+                f"{endpoint_label(ep)}: the provider answered as {c.model!r}, not the model asked for: it "
+                "re-routed the id (a retired model served by its successor?), so the results would not be "
+                f"that model's. Pick a card or host that serves it, or set {ep.role}.allow_substitution=true "
+                "to go on, the run marked not comparable"
+            )
+        # A configured price wins: LiteLLM prices some unknown ids at $0.0 rather than "unpriced".
+        if ep.price is not None:
+            prompt, completion = c.usage.get("prompt_tokens", 0), c.usage.get("completion_tokens", 0)
+            c.cost_usd = (prompt * ep.price[0] + completion * ep.price[1]) / 1e6
+        return c
 
     async def _refused(self, plan: _Plan, refusal: Refusal, error: str) -> ProviderRefused:
         """A refusal of one request, once its endpoint is known to answer others. Before the endpoint's
@@ -1167,7 +1256,7 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
         )
     litellm = import_litellm()
     try:
-        litellm.get_llm_provider(ep.model, api_base=ep.api_base)
+        provider = litellm.get_llm_provider(ep.model, api_base=ep.api_base)[1]
     except Exception as e:  # LiteLLM raises its BadRequestError with a long provider list
         raise ModelCallError(
             f"{ep.role} {ep.model!r}: LiteLLM cannot route this model string ({_short(e, 160)}); "
@@ -1176,12 +1265,21 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
     if not ep.api_base:
         _check_provider_host(ep, litellm, timeout_s)
         return
-    url = ep.api_base.rstrip("/") + "/models"
+    base = ep.api_base.rstrip("/")
+    if provider == "anthropic" and base.endswith("/v1") and not os.environ.get(_ANTHROPIC_NO_SUFFIX):
+        raise ModelCallError(
+            f"{ep.role} api_base {ep.api_base}: LiteLLM appends /v1/messages to an anthropic/ api_base, "
+            f"so calls would go to {base}/v1/messages; give the base without /v1 "
+            f"({ep.role}.api_base={base.removesuffix('/v1')})"
+        )
+    url = base + "/models"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s):
             return
     except urllib.error.HTTPError as e:
-        if e.code == 404 and not ep.api_base.rstrip("/").endswith("/v1"):
+        # Anthropic's and Gemini's paths are built by LiteLLM ({base}/v1/messages,
+        # {base}/models/{model}:generateContent): no /v1 rule holds for them, and any answer is one.
+        if e.code == 404 and provider not in _OWN_PATHS and not base.endswith("/v1"):
             raise ModelCallError(
                 f"{ep.role} api_base {ep.api_base}: {url} answers 404; OpenAI-compatible servers "
                 f"usually want the base to end in /v1 ({ep.role}.api_base={ep.api_base.rstrip('/')}/v1)"
@@ -1193,6 +1291,12 @@ def preflight(ep: Endpoint, timeout_s: float = 5.0) -> None:
             f"{ep.role} api_base {ep.api_base} is unreachable ({reason}); is the server running, "
             f"and is {ep.role}.api_base right?"
         ) from None
+
+
+# Providers whose request path LiteLLM appends to api_base itself; LiteLLM's switch that stops it
+# appending /v1/messages to an anthropic/ api_base.
+_OWN_PATHS = ("anthropic", "gemini")
+_ANTHROPIC_NO_SUFFIX = "LITELLM_ANTHROPIC_DISABLE_URL_SUFFIX"
 
 
 def _preflight_deployments(ep: Endpoint, timeout_s: float) -> None:

@@ -45,18 +45,39 @@ def identity(cfg: Config, queries: list[Query], prompt_set: PromptSet, system: s
         "sampling": _canonical(generate.request_params(model, cfg.sampling, 0)),
         "judge": ", ".join(m.name for m in members),
         "judge prompts": f"{prompt_set.name}, sha256 {prompt_set.sha256[:16]}",
-        "judge parameters": _canonical(
-            {
-                "requests": [judge.request_params(m, "safety", "", prompt_set.name) for m in members],
-                "max_input_chars": cfg.judge.max_input_chars,
-                "max_reasks": cfg.judge.max_reasks,
-                "empty_reasoning": cfg.judge.empty_reasoning,
-            }
-        ),
+        "judge protocol": str(cfg.judge.protocol),
+        "judge parameters": _canonical(_judge_parameters(cfg, members, prompt_set)),
         "alpha": repr(cfg.alpha),
     }
 
 
+def _judge_parameters(cfg: Config, members: list[Any], prompt_set: PromptSet) -> dict[str, Any]:
+    """What shapes the judge's requests and their reading, beyond its name and prompts: under
+    protocol=paper the bsa protocol's knobs (cut length, re-asks, the empty-trace rule) do not apply."""
+    requests = [judge.request_params(m, "safety", "", prompt_set.name) for m in members]
+    if cfg.judge.protocol == judge.PAPER:
+        return {"requests": requests, "context_tokens": cfg.judge.context_tokens}
+    return {
+        "requests": requests,
+        "max_input_chars": cfg.judge.max_input_chars,
+        "max_reasks": cfg.judge.max_reasks,
+        "empty_reasoning": cfg.judge.empty_reasoning,
+    }
+
+
+# Parts an older run dir's identity lacks, whose value it had nonetheless: every run before
+# judge.protocol existed judged under the bsa protocol.
+BEFORE_RECORDED = {"judge protocol": "bsa"}
+
+
 def differences(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """``"key: old → new"`` for each part that changed (parts an older run dir lacks are not compared)."""
-    return [f"{key}: {old[key]} → {new[key]}" for key in new if key in old and old[key] != new[key]]
+    """``"key: old → new"`` for each part that changed (parts an older run dir lacks are not compared,
+    unless their value then is known: ``BEFORE_RECORDED``)."""
+    old = {**BEFORE_RECORDED, **old}
+    out = []
+    for key in new:
+        if key in old and old[key] != new[key]:
+            # judge=gpt4o now defaults to protocol=paper; its older run dirs were judged under bsa
+            hint = f" (add judge.protocol={old[key]} to continue it)" if key == "judge protocol" else ""
+            out.append(f"{key}: {old[key]} → {new[key]}{hint}")
+    return out

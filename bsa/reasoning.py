@@ -26,6 +26,9 @@ EMPTY_ANSWER = "empty_answer"
 # The answer holds a literal think tag that was left in it: with reasoning in its own field the
 # content is never split; inline, only the first </think> ends the trace.
 THINK_TAG_IN_ANSWER = "think_tag_in_answer"
+# finish_reason content_filter after some answer text: the provider's safety filter cut the answer
+# short (with no answer text at all, bsa.llm records the sample as the provider's refusal instead).
+ANSWER_FILTERED = "answer_filtered"
 
 _OPEN = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
 _CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
@@ -110,6 +113,8 @@ def extract(message: Mapping[str, Any], finish_reason: str | None = None) -> Ext
         flags.append(REASONING_CUT_OFF)
     elif truncated:
         flags.append(ANSWER_TRUNCATED)
+    if finish_reason == "content_filter":
+        flags.append(ANSWER_FILTERED)
     if not answer:
         flags.append(EMPTY_ANSWER)
     if _OPEN.search(answer) or _CLOSE.search(answer):

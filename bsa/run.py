@@ -38,6 +38,7 @@ from bsa import (
     generate,
     judge,
     metrics,
+    probe,
     prompts,
     provenance,
     results,
@@ -48,7 +49,8 @@ from bsa.config import Config, JudgeConfig, ModelConfig, role_limits
 from bsa.config import ConfigError as ConfigError  # re-exported: callers catch it from here
 from bsa.config import validate as validate
 from bsa.data import Query
-from bsa.llm import Client, Stats, preflight
+from bsa.guard import ReasoningGuard
+from bsa.llm import Client, Endpoint, Stats, preflight
 from bsa.pipeline import BatchSettings, Pipeline
 from bsa.rundir import (
     INFO,
@@ -228,10 +230,12 @@ def run(
                 "(hydra.run.dir=DIR or output_dir=DIR; resume=DIR only for a run dir you can write)"
             )
         # A missing key fails now, before servers start; reachability once they run.
-        if generations is None:
-            generate.endpoint(cfg.model).api_key()
-        for ep in judge.endpoints(cfg.judge):
+        endpoints = ([] if generations is not None else [generate.endpoint(cfg.model)]) + judge.endpoints(
+            cfg.judge
+        )
+        for ep in endpoints:
             ep.api_key()
+        _check_budget(cfg, endpoints)
         if cfg.dataset.demo:
             console.console.print(
                 "[yellow]Demo data: a few illustrative queries written for bsa, not the BSA benchmark. "
@@ -247,6 +251,8 @@ def run(
             )
             for ep in ([] if generations else [generate.endpoint(model_cfg)]) + judge.endpoints(judge_cfg):
                 preflight(ep)
+                for warning in [] if ep.deployments else probe.ask(ep):
+                    console.console.print(f"[yellow]{escape(warning)}[/]")
             _reserve(run_dir)
             if generations is not None:
                 seed_generations(run_dir / results.GENERATIONS, generations.rows, queries, cfg.sampling.k)
@@ -262,6 +268,9 @@ def run(
             state = RunState(run_dir, queries, cfg.sampling.k)
             stack.callback(state.close)
             state.on_full = partial(_stop_full, control, state, 3 * len(queries) * cfg.sampling.k)
+            if cfg.model.reasoning and generations is None:
+                samples = len(queries) * cfg.sampling.k - len(state.gens)
+                state.on_generation = ReasoningGuard(cfg.model.name, samples, control.stop)
             work = _pipeline(
                 cfg, model_cfg, judge_cfg, prompt_set, system, client, state, queries, generations
             )
@@ -301,6 +310,20 @@ def run(
 def _stop_full(control: Control, state: RunState, rows: int, full: rundir.DiskFull) -> None:
     """The disk filled: no new call; ``rows`` (a generation and two judgments a sample) say what is left."""
     control.stop(full.message(rows - len(state.gens) - len(state.judged)))
+
+
+def _check_budget(cfg: Config, endpoints: list[Endpoint]) -> None:
+    """max_cost_usd counts dollars: a model with no price would count $0 and never reach it."""
+    if cfg.max_cost_usd is None:
+        return
+    missing = cost.unpriced(endpoints)
+    if missing:
+        raise ConfigError(
+            f"max_cost_usd={cfg.max_cost_usd} but LiteLLM has no price for {', '.join(missing)}: its calls "
+            "would count $0 against the budget. Set its price in USD per million tokens "
+            "(model.input_cost_per_mtok and model.output_cost_per_mtok, or judge.…; 0 for a server you do "
+            "not pay for), or use max_requests=N as the budget"
+        )
 
 
 def _reserve(run_dir: Path) -> None:
@@ -495,9 +518,16 @@ def _finish(
     judgments = results.sort_rows(state.judged.values(), queries)
     policy = str(cfg.scoring.provider_refusal)
     samples = results.scores(queries, gens, judgments, policy)
-    m = metrics.compute(samples, cfg.sampling.k, cfg.alpha)
+    fixed = results.fixed_selection(queries, cfg.judge.protocol)  # paper: evaluate.py's counting
+    m = metrics.compute(samples, cfg.sampling.k, cfg.alpha, fixed)
+    m["judge_protocol"] = str(cfg.judge.protocol)
+    m["judge_inputs_truncated"] = judge.inputs_truncated(judgments)
     m["provider_refusal_policy"] = policy
     m["provider_refused"] = results.refusal_counts(gens, judgments)
+    answering = results.answering_models(gens, judgments)
+    info["answering_models"] = answering
+    if answering["substituted"]:  # only with allow_substitution: else the run stopped at the first one
+        m["not_comparable"] = results.SUBSTITUTED
     stop_reason = "interrupted" if control.interrupted else client.stop_reason
     m["partial"] = bool(stop_reason or control.failures)
     m["unjudged_samples"] = len(gens) - len(samples)

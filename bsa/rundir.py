@@ -201,6 +201,7 @@ class RunState:
         }
         self.full: DiskFull | None = None  # the write that found the disk full, once one has
         self.on_full: Callable[[DiskFull], None] | None = None
+        self.on_generation: Callable[[Row], None] | None = None  # each new generation row, once kept
         self._written = 0
         self._gen_out = None if read_only else results.JsonlAppender(self.gen_path)
         self._judge_out = None if read_only else results.JsonlAppender(self.judge_path)
@@ -209,6 +210,8 @@ class RunState:
         assert self._gen_out is not None, "a read-only run state keeps no rows"
         if self._append(self._gen_out, row):
             self.gens[(row["id"], row["sample_index"])] = row
+            if self.on_generation is not None:
+                self.on_generation(row)
 
     def keep_judgment(self, row: Row) -> None:
         assert self._judge_out is not None, "a read-only run state keeps no rows"

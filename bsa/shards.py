@@ -34,6 +34,7 @@ import yaml
 from bsa import data, results
 from bsa.config import DatasetConfig
 from bsa.data import DatasetError, Query
+from bsa.judge import inputs_truncated
 from bsa.metrics import compute
 
 Row = dict[str, Any]
@@ -346,7 +347,10 @@ def merge(shards: Sequence[Shard], queries: list[Query] | None, missing: Sequenc
     policy = str(first.metrics.get("provider_refusal_policy") or "unscored")
     samples = results.scores(queries, gens, judgments, policy)
     # As bsa.run writes metrics.json: compute, then how complete the run is.
-    m = compute(samples, k, alpha)
+    protocol = ident.get("judge protocol")
+    m = compute(samples, k, alpha, results.fixed_selection(queries, protocol))
+    m["judge_protocol"] = str(protocol or "bsa")
+    m["judge_inputs_truncated"] = inputs_truncated(judgments)
     m["provider_refusal_policy"] = policy
     m["provider_refused"] = results.refusal_counts(gens, judgments)
     m["partial"] = bool(missing) or not all(s.complete for s in shards)

@@ -34,6 +34,7 @@ class Reply:
     usage: dict[str, Any] | None = None
     error_body: dict[str, Any] | None = None  # an error reply's JSON as a provider sends it
     no_choices: bool = False  # HTTP 200 with an empty choices list
+    model: str | None = None  # the model the reply names (default: the one asked for)
 
 
 Responder = Callable[[dict[str, Any]], Reply]
@@ -45,9 +46,15 @@ class ScriptedServer:
         responder: Responder,
         reject_n: bool = False,
         routes: dict[tuple[str, str], Callable[[Any], tuple[int, Any]]] | None = None,
+        models: list[dict[str, Any]] | None = None,
+        key: str | None = None,
     ) -> None:
         self.responder = responder
         self.reject_n = reject_n
+        # GET /v1/models: these entries ({"id": …, "shutdown_date": …}); none by default, which tells
+        # a client nothing (it goes on). ``key``: the Bearer key it wants there (None: any or none).
+        self.models: list[dict[str, Any]] = list(models or [])
+        self.key = key
         self.routes = routes or {}
         self.requests: list[dict[str, Any]] = []
         self.errors: list[str] = []  # responder exceptions: a test bug, reported, never a hang
@@ -90,7 +97,12 @@ class ScriptedServer:
                 if self._route("GET", None):
                     return
                 if self.path.rstrip("/") == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]}, {})
+                    given = self.headers.get("Authorization", "")
+                    if server.key is not None and given != f"Bearer {server.key}":
+                        self._send(401, {"error": {"message": "Incorrect API key provided."}}, {})
+                        return
+                    listed = [{"object": "model", **m} for m in server.models]
+                    self._send(200, {"object": "list", "data": listed}, {})
                 else:
                     self._send(404, {"error": {"message": "not found"}}, {})
 
@@ -154,7 +166,7 @@ class ScriptedServer:
                         "id": f"chatcmpl-{len(server.requests)}",
                         "object": "chat.completion",
                         "created": int(time.time()),
-                        "model": body.get("model", "scripted"),
+                        "model": reply.model or body.get("model", "scripted"),
                         "choices": choices,
                         "usage": usage,
                     },

@@ -212,7 +212,7 @@ def _cfg_job(*args: str, env: dict[str, str] | None = None) -> dict[str, object]
 
 def test_the_headline_command_shows_the_papers_setup_and_the_demo_keeps_its_own() -> None:
     job = _cfg_job("model=deepseek_r1", "mitigation=rules")
-    assert job["judge"]["name"] == "openai/gpt-4o" and job["judge"]["prompts"] == "published"  # type: ignore[index]
+    assert job["judge"]["name"] == "openai/gpt-4o-2024-08-06" and job["judge"]["prompts"] == "published"  # type: ignore[index]
     assert job["dataset"]["name"] == "bsa" and job["dataset"]["demo"] is False  # type: ignore[index]
     assert job["dataset"]["hf_id"] == "OpenStellarTeam/BeyongSafeAnswer_Benchmark"  # type: ignore[index]
     assert "BSA_DATASET" in str(job["dataset"]["path"])  # type: ignore[index]
@@ -223,7 +223,8 @@ def test_the_headline_command_shows_the_papers_setup_and_the_demo_keeps_its_own(
     mixed = _cfg_job("model=deepseek_r1", "judge=smollm2", "dataset=demo")
     assert mixed["judge"]["name"] == "hosted_vllm/smollm2" and mixed["dataset"]["name"] == "demo"  # type: ignore[index]
     mixed = _cfg_job("judge=gpt4o", "dataset=bsa")
-    assert mixed["model"]["name"] == "hosted_vllm/smollm2" and mixed["judge"]["name"] == "openai/gpt-4o"  # type: ignore[index]
+    assert mixed["model"]["name"] == "hosted_vllm/smollm2"  # type: ignore[index]
+    assert mixed["judge"]["name"] == "openai/gpt-4o-2024-08-06"  # type: ignore[index]
 
 
 def test_data_a_user_points_at_is_never_demo(tmp_path: Path) -> None:
@@ -317,9 +318,23 @@ def test_the_headline_command_runs_the_benchmark_with_published_prompts_on_loopb
     def verdicts(kind: str, qid: str, i: int) -> str:
         return "Safe" if kind == "safety" else THINK_TARGET[scenario[qid]]
 
-    with ScriptedServer(responder(by_query, verdicts, judge_model="gpt-4o")) as server:
+    base = responder(by_query, verdicts, judge_model="gpt-4o-2024-08-06")
+
+    def respond(body: dict[str, object]) -> Reply:
+        """The default judge (gpt4o, judge.protocol=paper) reads only the published JSON, exactly."""
+        reply = base(body)
+        if body["model"] != "gpt-4o-2024-08-06":
+            return reply
+        kind_mark, qid, _ = MARK.search(body["messages"][-1]["content"]).groups()  # type: ignore[index, union-attr]
+        kind = "safety" if kind_mark == "A" else "think"
+        label = json.loads(reply.message["content"])["verdict"]
+        return Reply(message={"content": json.dumps(_published_reply(kind, scenario[qid], label))})
+
+    with ScriptedServer(respond) as server:
         cmd = [
             sys.executable, "-m", "bsa", "model=deepseek_r1", "mitigation=rules",
+            # The card's host (Bedrock) speaks another protocol: R1 served OpenAI-style on loopback.
+            "model.name=hosted_vllm/deepseek-ai/DeepSeek-R1",
             f"model.api_base={server.api_base}", f"judge.api_base={server.api_base}",
             "dataset.limit=12", "sampling.k=2", "sampling.seed=0", f"hydra.run.dir={tmp_path / 'run'}",
         ]  # fmt: skip
@@ -332,13 +347,14 @@ def test_the_headline_command_runs_the_benchmark_with_published_prompts_on_loopb
             "COLUMNS": "160",
         }
         out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        judged = server.chat_requests("gpt-4o")
+        judged = server.chat_requests("gpt-4o-2024-08-06")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     published_head = (SHARED_PROMPTS / SAFE_ANS_FILE).read_text(encoding="utf-8").splitlines()[1][:60]
     assert len(judged) == 48 and sum(published_head in j["messages"][0]["content"] for j in judged) == 24
     panel = out.stdout.split("Safe@1")[0]
-    for needle in ("what will run", "deepseek/deepseek-reasoner", "openai/gpt-4o", "published (sha256",
-                   str(DATA), "12 × 2 = 24 samples", "24 to make, 0 of them cached"):  # fmt: skip
+    for needle in ("what will run", "deepseek-ai/DeepSeek-R1", "openai/gpt-4o-2024-08-06",
+                   "published (sha256", str(DATA), "12 × 2 = 24 samples",
+                   "24 to make, 0 of them cached"):  # fmt: skip
         assert needle in panel, needle
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["dataset"]["demo"] is False and info["dataset"]["n_queries"] == 12

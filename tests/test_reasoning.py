@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from bsa.reasoning import (
+    ANSWER_FILTERED,
     ANSWER_TRUNCATED,
     EMPTY_ANSWER,
     NO_REASONING,
@@ -173,6 +174,14 @@ def test_length_stop_with_an_answer_is_answer_truncated() -> None:
 def test_stop_finish_reason_sets_no_truncation_flag() -> None:
     ex = extract({"content": "A", "reasoning_content": "trace"}, finish_reason="stop")
     assert ex.flags == ()
+
+
+def test_content_filter_stop_after_some_answer_is_answer_filtered() -> None:
+    """The provider's filter cut the answer short (Anthropic stop_reason refusal mid-answer): the text
+    it let through is the answer, flagged. With no text at all, bsa.llm records a refusal instead."""
+    ex = extract({"content": "Here is how to", "reasoning_content": "trace"}, finish_reason="content_filter")
+    assert ex.flags == (ANSWER_FILTERED,)
+    assert ex.answer == "Here is how to" and ex.reasoning == "trace"
 
 
 # --- content shapes --------------------------------------------------------------------------------

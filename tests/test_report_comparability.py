@@ -53,6 +53,7 @@ def write_run(
     dataset_sha: str = "d5" * 32,
     demo: bool = False,
     selection: dict[str, Any] | None = None,
+    protocol: str = "paper",
 ) -> Path:
     """A finished run dir: in each scenario the first ``think[s]`` share of queries have reasoning on
     target and the first ``safe`` share safe answers, in every one of their k samples. ``prompts``
@@ -97,7 +98,8 @@ def write_run(
     (path / ".hydra").mkdir()
     choices = {"model": model_config or "openai_compatible", "mitigation": mitigation}
     (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
-    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"dataset": selection or {}}))
+    cfg = {"dataset": selection or {}, "judge": {"protocol": protocol}}
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return path
 
 
@@ -500,3 +502,14 @@ def test_rich_default_would_cut_the_same_table(wide: tuple[report.Report, Path])
     console = Console(width=80, file=io.StringIO(), record=True)
     console.print(plain)
     assert "…" in console.export_text()
+
+
+def test_the_bsa_protocol_compares_with_the_paper_only_with_care(tmp_path: Path) -> None:
+    from bsa.report.comparability import WITH_CARE, key, paper_match
+
+    paper = report.load_run(write_run(tmp_path / "paper"))
+    ours = report.load_run(write_run(tmp_path / "bsa", protocol="bsa"))
+    assert paper_match(paper).level == "comparable"
+    match = paper_match(ours)
+    assert match.level == WITH_CARE and "judge.protocol=bsa" in match.text
+    assert key(paper) != key(ours)  # never one comparison group: they read and count differently

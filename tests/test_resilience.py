@@ -231,6 +231,9 @@ def test_cost_budget_stops_the_run(tmp_path: Path, make_config: Callable[..., Co
             "model.api_key_env=BSA_TEST_KEY",
             "max_cost_usd=3",
             "concurrency=1",
+            # The scripted judge has no price in LiteLLM's map: say it is free, as a local one would be.
+            "judge.input_cost_per_mtok=0",
+            "judge.output_cost_per_mtok=0",
         )
         os.environ["BSA_TEST_KEY"] = "sk-test"
         try:
@@ -441,6 +444,9 @@ def test_an_unresolvable_provider_host_fails_in_preflight(
         cfg = make_config(
             *model_overrides,
             "model=deepseek_r1",
+            # DeepSeek's own API (the card's host is Bedrock, whose URL LiteLLM builds per call).
+            "model.name=deepseek/deepseek-v4-flash",
+            "model.api_key_env=DEEPSEEK_API_KEY",
             "max_attempts=2",  # bounds the old behaviour's run time; preflight makes no call at all
             "max_consecutive_failures=3",
         )
@@ -451,7 +457,7 @@ def test_an_unresolvable_provider_host_fails_in_preflight(
         assert judge_server.chat_requests() == []
     msg = str(err.value)
     assert msg.startswith(
-        "model deepseek/deepseek-reasoner at http://no-such-host.invalid: cannot resolve host"
+        "model deepseek/deepseek-v4-flash at http://no-such-host.invalid: cannot resolve host"
     )
     assert "check the network and DNS (or your HTTPS proxy), or set model.api_base" in msg
     info = json.loads((tmp_path / "run" / "run.json").read_text())

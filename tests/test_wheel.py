@@ -217,11 +217,16 @@ def test_the_console_script_composes_the_shipped_configs(installed: Installed) -
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "name: hosted_vllm/smollm2" in out.stdout and "Primary config directory" not in out.stderr
     installed.summary.append("`bsa --help` composed the packaged configs")
-    for name in ("bsa-report", "bsa-score", "bsa-view"):
+    for name in ("bsa-report", "bsa-score", "bsa-view", "bsa-calibrate"):
         tool = installed.python.parent / name
         got = _run([str(tool), "--help"], installed, timeout=120)
         assert got.returncode == 0 and "usage:" in got.stdout, got.stdout[-1000:] + got.stderr[-1000:]
-    installed.summary.append("bsa-report, bsa-score and bsa-view answer --help")
+    for verb in ("models", "calibrate"):  # `bsa <verb>`: the tools beside the run
+        got = _run([str(script), verb, "--help"], installed, timeout=120)
+        assert got.returncode == 0 and "usage:" in got.stdout, got.stdout[-1000:] + got.stderr[-1000:]
+    installed.summary.append(
+        "bsa-report, bsa-score, bsa-view and bsa-calibrate answer --help, as do bsa models and bsa calibrate"
+    )
 
 
 def test_a_run_report_and_score_from_outside_the_repo(installed: Installed) -> None:

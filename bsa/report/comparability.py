@@ -11,6 +11,7 @@ benchmark queries, with k = 5: a run compares with it only under the first three
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bsa.prompts import PUBLISHED_COMMIT, PUBLISHED_SHA256
@@ -36,7 +37,8 @@ ASPECTS = ("the queries", "the judge", "the judge prompts")  # what each part of
 
 
 def key(run: Run) -> Key:
-    return (run.query_set, run.judge_id, run.judge_prompts.key)
+    # The protocol is part of the judge: the same model reads and counts differently under each.
+    return (run.query_set, f"{run.judge_id} ({run.judge_protocol} protocol)", run.judge_prompts.key)
 
 
 def is_full_benchmark(qs: QuerySet) -> bool:
@@ -169,7 +171,11 @@ class PaperMatch:
 
 
 def _is_paper_judge(model: str) -> bool:
-    return model.rstrip("/").rsplit("/", 1)[-1].casefold() == PAPER_JUDGE
+    """GPT-4o, by its alias or a dated snapshot (openai/gpt-4o-2024-08-06)."""
+    name = model.rstrip("/").rsplit("/", 1)[-1].casefold()
+    return (
+        name == PAPER_JUDGE or re.fullmatch(re.escape(PAPER_JUDGE) + r"-\d{4}-\d{2}-\d{2}", name) is not None
+    )
 
 
 def _published_files_differ(p: JudgePrompts) -> bool:
@@ -187,6 +193,11 @@ def setup_match(run: Run) -> PaperMatch:
         no.append(f"judged by an ensemble ({', '.join(run.judge_members)}), not GPT-4o alone")
     elif not _is_paper_judge(run.judge):
         no.append(f"judged by {run.judge}, not GPT-4o")
+    elif run.judge_protocol != "paper":
+        care.append(
+            f"judge.protocol={run.judge_protocol}: fenced inputs, re-asks and lenient parsing, unreadable "
+            "verdicts left out (judge.protocol=paper reads and counts as upstream)"
+        )
     p = run.judge_prompts
     if p.name is None:
         no.append("judge prompt set not recorded (a run dir from before run.json named it)")
@@ -212,6 +223,9 @@ def paper_match(run: Run) -> PaperMatch:
     setup = setup_match(run)
     if not setup.comparable:
         return setup
+    substituted = (run.metrics or {}).get("not_comparable")
+    if substituted:
+        return PaperMatch(NOT_COMPARABLE, (str(substituted),))
     care = list(setup.reasons)
     if run.k != PAPER_K:
         care.append(f"k={run.k}: the paper's @k columns use k={PAPER_K}, so compare the @1 columns")

@@ -378,10 +378,13 @@ def _run(
     run_alpha = float(alpha or cfg.get("alpha") or DEFAULT_ALPHA)
     policy = str(_dig(cfg, "scoring", "provider_refusal") or "unscored")
     samples = results.scores(list(queries.values()), gens, judgments, policy)
-    m = compute(samples, k, run_alpha) if samples else None
+    fixed = results.fixed_selection(queries.values(), _dig(cfg, "judge", "protocol"))
+    m = compute(samples, k, run_alpha, fixed) if samples else None
     if m is not None:
         m["provider_refusal_policy"] = policy
         m["provider_refused"] = results.refusal_counts(gens, judgments)
+        if results.answering_models(gens, judgments)["substituted"]:
+            m["not_comparable"] = results.SUBSTITUTED
     n = int(_dig(info, "dataset", "n_queries") or len({g["id"] for g in gens}))
     notes = _status_notes(info, m, k, n) + notes
     if _dig(info, "dataset", "demo"):
@@ -418,5 +421,6 @@ def _run(
         cost_usd=cost,
         notes=notes,
         judge_members=_judge_members(info),
+        judge_protocol=str(_dig(cfg, "judge", "protocol") or "bsa"),
         mitigation_sha256=str(_dig(info, "mitigation_prompt", "sha256") or "") or None,
     )

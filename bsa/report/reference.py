@@ -43,6 +43,8 @@ REFERENCE_NAMES: dict[str, str] = {
 # Model strings whose last path segment does not spell the published name (after _undecorated).
 REFERENCE_ALIASES = {
     "deepseekreasoner": "Deepseek-R1",
+    "deepseekr1v10": "Deepseek-R1",  # Amazon Bedrock's model id (bedrock/deepseek.r1-v1:0)
+    "usdeepseekr1v10": "Deepseek-R1",  # … and its US inference profile (model=deepseek_r1)
     "claude37sonnet": "Claude-3.7-Sonnet",
     "claudesonnet4": "Claude-4-Sonnet",
 }

@@ -79,6 +79,7 @@ class Run:
     cost_usd: float | None
     notes: list[str] = field(default_factory=list)
     judge_members: tuple[str, ...] = ()  # an ensemble judge's models, where run.json names them
+    judge_protocol: str = "bsa"  # judge.protocol: paper (upstream's rendering and counting) | bsa
     mitigation_sha256: str | None = None  # of the mitigation's system prompt; None: none or not recorded
     label: str = ""
     ci: dict[str, stats.Interval] | stats.Skipped = field(default_factory=lambda: stats.Skipped("not run"))

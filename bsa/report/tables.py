@@ -251,6 +251,7 @@ def leaderboard_frame(report: Report) -> pd.DataFrame:
             "sampling": r.sampling,
             "decoding": r.decoding,
             "judge": r.judge_id,
+            "judge_protocol": r.judge_protocol,
             "judge_prompts": r.judge_prompts.name or "unknown",
             "judge_prompts_sha256": r.judge_prompts.sha256,
             "k": r.k,
