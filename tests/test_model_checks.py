@@ -77,8 +77,15 @@ def test_a_substituted_model_stops_the_run_or_is_marked_not_comparable(
     from bsa.report.comparability import paper_match
     from bsa.report.loading import load_run
 
-    match = paper_match(load_run(tmp_path / "allowed"))
-    assert not match.comparable
+    loaded = load_run(tmp_path / "allowed")
+    assert not paper_match(loaded).comparable
+    assert loaded.answered_by == "answered by successor-v2"
+
+    from bsa.report import build
+    from bsa.report.tables import details_table
+
+    details = details_table(build([loaded], n_boot=50))
+    assert any("hosted_vllm/target (answered by successor-v2)" in cell for cell in details.rows[0])
 
 
 def test_a_reasoning_card_without_reasoning_stops_early(

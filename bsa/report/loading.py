@@ -376,6 +376,7 @@ def _run(
     queries, categories_known = _queries(info, gens, notes, custom, _recorded_queries(run_dirs, notes))
     k = int(info.get("k") or _dig(cfg, "sampling", "k") or 1)
     run_alpha = float(alpha or cfg.get("alpha") or DEFAULT_ALPHA)
+    answering = results.answering_models(gens, judgments)
     policy = str(_dig(cfg, "scoring", "provider_refusal") or "unscored")
     samples = results.scores(list(queries.values()), gens, judgments, policy)
     fixed = results.fixed_selection(queries.values(), _dig(cfg, "judge", "protocol"))
@@ -383,7 +384,7 @@ def _run(
     if m is not None:
         m["provider_refusal_policy"] = policy
         m["provider_refused"] = results.refusal_counts(gens, judgments)
-        if results.answering_models(gens, judgments)["substituted"]:
+        if answering["substituted"]:
             m["not_comparable"] = results.SUBSTITUTED
     n = int(_dig(info, "dataset", "n_queries") or len({g["id"] for g in gens}))
     notes = _status_notes(info, m, k, n) + notes
@@ -422,5 +423,6 @@ def _run(
         notes=notes,
         judge_members=_judge_members(info),
         judge_protocol=str(_dig(cfg, "judge", "protocol") or "bsa"),
+        answering=answering,
         mitigation_sha256=str(_dig(info, "mitigation_prompt", "sha256") or "") or None,
     )

@@ -80,6 +80,25 @@ class Run:
     notes: list[str] = field(default_factory=list)
     judge_members: tuple[str, ...] = ()  # an ensemble judge's models, where run.json names them
     judge_protocol: str = "bsa"  # judge.protocol: paper (upstream's rendering and counting) | bsa
+    # bsa.results.answering_models: {role: {asked: {answered: rows}}, "substituted": bool}
+    answering: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answered_by(self) -> str:
+        """'' when every answer came from the model asked for; else the models that did answer."""
+        if not self.answering.get("substituted"):
+            return ""
+        from bsa.llm import same_model
+
+        names = sorted(
+            answered
+            for role in ("model", "judge")
+            for asked, counts in self.answering[role].items()
+            for answered in counts
+            if not same_model(asked, answered)
+        )
+        return "answered by " + ", ".join(names)
+
     mitigation_sha256: str | None = None  # of the mitigation's system prompt; None: none or not recorded
     label: str = ""
     ci: dict[str, stats.Interval] | stats.Skipped = field(default_factory=lambda: stats.Skipped("not run"))

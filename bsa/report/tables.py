@@ -100,7 +100,7 @@ def details_table(report: Report) -> Table:
             [
                 r.label,
                 str(r.group),
-                r.model,
+                f"{r.model} ({r.answered_by})" if r.answered_by else r.model,
                 r.mitigation,
                 f"{r.sampling} ({r.decoding})",
                 r.judge_id,
@@ -252,6 +252,7 @@ def leaderboard_frame(report: Report) -> pd.DataFrame:
             "decoding": r.decoding,
             "judge": r.judge_id,
             "judge_protocol": r.judge_protocol,
+            "answered_by": r.answered_by.removeprefix("answered by ") or None,
             "judge_prompts": r.judge_prompts.name or "unknown",
             "judge_prompts_sha256": r.judge_prompts.sha256,
             "k": r.k,
