@@ -54,8 +54,9 @@ bench: $(STAMP_DEV)
 	$(BIN)/python tests/bench_pipeline.py $(PIPELINE_ARGS)
 	$(BIN)/python tests/bench_engine.py $(ARGS)
 
-# The pure cores (no I/O): checked strictly by mypy.
-MYPY_STRICT := bsa/data.py bsa/reasoning.py bsa/verdict.py bsa/metrics.py bsa/stats.py
+# The pure cores (no I/O) and the provider seam: checked strictly by mypy.
+MYPY_STRICT := bsa/data.py bsa/reasoning.py bsa/verdict.py bsa/metrics.py bsa/stats.py \
+	bsa/provider.py bsa/providers/python_callable.py
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .

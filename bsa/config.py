@@ -85,6 +85,13 @@ class JudgeProtocol(Choice):
     bsa = "bsa"  # fenced and cut inputs, re-asks, structured output, lenient reading, unscored verdicts
 
 
+class ProviderName(Choice):
+    """Who carries a role's calls (bsa/providers/): LiteLLM, or a Python function (``callable``)."""
+
+    litellm = "litellm"
+    python = "python"
+
+
 # The allowed values, for ``validate`` (a config built in code, not composed by Hydra) and messages.
 SERVE_BACKENDS = tuple(b.value for b in Backend if b is not Backend.model)  # "model": the judge's only
 STRUCTURED_OUTPUT = tuple(m.value for m in StructuredOutput)
@@ -213,6 +220,10 @@ class ModelConfig:
     # USD per million tokens, where LiteLLM has no price for the model (max_cost_usd needs one).
     input_cost_per_mtok: float | None = None
     output_cost_per_mtok: float | None = None
+    # python: each call is callable(messages, params), a function "package.module:function" (a local
+    # classifier, a rule) instead of an API; its answers are cached and judged like any other.
+    provider: ProviderName = ProviderName.litellm
+    callable: str | None = None
 
 
 @dataclass
@@ -306,6 +317,10 @@ class JudgeConfig:
     allow_substitution: bool = False
     input_cost_per_mtok: float | None = None
     output_cost_per_mtok: float | None = None
+    # python: each call is callable(messages, params), a function "package.module:function" (a local
+    # classifier, a rule) instead of an API; its answers are cached and judged like any other.
+    provider: ProviderName = ProviderName.litellm
+    callable: str | None = None
 
 
 @dataclass
@@ -387,6 +402,25 @@ class Config:
     # Human labels (python -m bsa.labels export): the judge's measured error and corrected metrics are
     # shown beside the run's tables and saved as label_scores.json in the run dir.
     labels: str | None = None
+
+
+def _provider_problems(cfg: Config) -> list[str]:
+    """A Python-function provider needs its function and has no server, batch API or ensemble."""
+    out = []
+    for role, rc in (("model", cfg.model), ("judge", cfg.judge)):
+        if rc.provider == ProviderName.python:
+            if not rc.callable or ":" not in rc.callable:
+                out.append(
+                    f"{role}.provider=python needs {role}.callable=package.module:function (got "
+                    f"{rc.callable!r})"
+                )
+            if rc.serve.backend not in (Backend.none, Backend.model) or rc.deployments:
+                out.append(f"{role}.provider=python calls a function: no server or deployments to list")
+        elif rc.callable:
+            out.append(f"{role}.callable={rc.callable!r} is used only with {role}.provider=python")
+    if cfg.judge.provider == ProviderName.python and (cfg.judge.batch or cfg.judge.members):
+        out.append("judge.provider=python: no batch API (judge.batch=false) and no ensemble (judge.members)")
+    return out
 
 
 def validate(cfg: Config) -> None:
@@ -509,6 +543,7 @@ def validate(cfg: Config) -> None:
             f"{', '.join(SERVE_BACKENDS)}, model"
         )
     problems += _thinking_conflicts(cfg)
+    problems += _provider_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 

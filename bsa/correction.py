@@ -60,6 +60,7 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from bsa.stats import DEFAULT_LEVEL, DEFAULT_N_BOOT, resample_weights
 
@@ -165,7 +166,12 @@ def _z(level: float) -> float:
 
 
 def wilson(p: float, n: float, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
-    """Wilson score interval for a share ``p`` of ``n`` (n may be an effective, non-integer size)."""
+    """Wilson score interval for a share ``p`` of ``n`` (n may be an effective, non-integer size).
+
+    Written out because ``n`` is Kish's effective size and ``p`` a weighted share: scipy's Wilson
+    interval (``binomtest(k, n).proportion_ci(method="wilson")``) takes integer counts only; on
+    integer counts the two agree (tests/test_correction.py checks it).
+    """
     if n <= 0:
         raise ValueError(f"wilson: n={n}; an interval needs at least one observation")
     z = _z(level)
@@ -266,9 +272,7 @@ def count_matrix(m: int, sens: np.ndarray, spec: np.ndarray) -> np.ndarray:
     out = np.zeros((sens.size, m + 1, m + 1))
 
     def pmf(n: int, p: np.ndarray) -> np.ndarray:  # Binomial(n, p) over 0..n, per row of p
-        i = np.arange(n + 1)
-        comb = np.array([math.comb(n, x) for x in i], dtype=float)
-        return comb * p[:, None] ** i * (1 - p[:, None]) ** (n - i)
+        return np.asarray(scipy_stats.binom.pmf(np.arange(n + 1), n, p[:, None]), dtype=float)
 
     for t in range(m + 1):
         true_pos, false_pos = pmf(t, sens), pmf(m - t, fpr)

@@ -11,6 +11,7 @@ from bsa import prompts
 from bsa.config import ConfigError, JudgeConfig, MitigationConfig, ModelConfig, SamplingConfig
 from bsa.data import Query
 from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
+from bsa.provider import provider_for
 from bsa.reasoning import extract
 from bsa.results import PROVIDER_REFUSED
 from bsa.server import identity
@@ -32,17 +33,8 @@ def supports_n(model: ModelConfig) -> bool:
     set, else what LiteLLM knows of the provider's parameters."""
     if model.supports_n is not None:
         return model.supports_n
-    from bsa.llm import import_litellm
-
-    litellm = import_litellm()
-    try:
-        _, provider, _, _ = litellm.get_llm_provider(model.name, api_base=model.api_base)
-        params = litellm.get_supported_openai_params(
-            model=model.name.split("/", 1)[-1], custom_llm_provider=provider
-        )
-    except Exception:  # an unknown provider: ask one sample per request, which every provider takes
-        return False
-    return "n" in (params or [])
+    ep = endpoint(model)
+    return provider_for(ep).supports_n(ep)
 
 
 def mitigation_prompt(mitigation: MitigationConfig, judge: JudgeConfig, cache_dir: str) -> MitigationPrompt:

@@ -37,6 +37,8 @@ _GONE = ("model_not_found", "does not exist", "not found")  # a 400 that names t
 def ask(ep: Endpoint, timeout_s: float = 10.0, today: date | None = None) -> list[str]:
     """Warnings about ``ep``'s model (it shuts down soon, it is not in the provider's list but
     answered); raises ModelCallError when the provider refuses the key or does not serve the model."""
+    if ep.provider != "litellm":  # a Python function: preflight imported it, nothing to ask
+        return []
     litellm = import_litellm()
     try:
         _, provider, _, _ = litellm.get_llm_provider(ep.model, api_base=ep.api_base)

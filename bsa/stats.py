@@ -12,6 +12,8 @@ queries, and pooled over all queries otherwise (small test runs).
 Per-query values come from ``bsa.metrics.compute`` run on each query alone, so the metric
 definitions live in one place; a rate over queries is then their mean, as ``compute`` averages.
 Intervals are percentile intervals of ``n_boot`` replicates drawn with a seeded numpy generator.
+The resampling is ours (scipy's bootstrap resamples neither whole queries nor within strata); textbook
+statistics are scipy's: the correlation's r, Fisher interval and t-test p-value (``pearson``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from bsa.metrics import SampleScore, compute
 
@@ -261,14 +263,13 @@ def paired_bootstrap(
 def pearson(
     xs: Sequence[float | None], ys: Sequence[float | None], level: float = DEFAULT_LEVEL
 ) -> Correlation | Skipped:
-    """Pearson's r with a Fisher-z interval and the exact p-value of r = 0.
+    """Pearson's r with a Fisher-z interval and the exact p-value of r = 0, from ``scipy.stats.pearsonr``.
 
-    The p-value is the two-sided t test with n − 2 degrees of freedom (t = r·√((n−2)/(1−r²)); what
-    ``scipy.stats.pearsonr`` reports), exact for bivariate-normal points at any n; the normal
-    approximation of atanh r it replaces was too small for a handful of runs (4 runs at r = 0.8:
-    0.27 instead of 0.20). The Fisher interval is approximate, and needs 4 runs. Both assume
-    independent points; runs of one model under several mitigations are not independent, so read
-    them as descriptive.
+    The p-value is the two-sided t test with n − 2 degrees of freedom (t = r·√((n−2)/(1−r²))), exact
+    for bivariate-normal points at any n; the normal approximation of atanh r it replaced was too small
+    for a handful of runs (4 runs at r = 0.8: 0.27 instead of 0.20). The Fisher interval is
+    approximate, and needs 4 runs. Both assume independent points; runs of one model under several
+    mitigations are not independent, so read them as descriptive.
     """
     _check(1, level)
     pairs = [
@@ -283,76 +284,9 @@ def pearson(
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         which = "Think@1" if np.ptp(x) == 0 else "Safe@1"
         return Skipped(f"{which} is the same in all {n} runs; the correlation is undefined")
-    r = max(-1.0, min(1.0, float(np.corrcoef(x, y)[0, 1])))
-    p = correlation_p_value(r, n)
-    if n == 3:
+    res = scipy_stats.pearsonr(x, y)
+    r, p = float(res.statistic), float(res.pvalue)
+    if n == 3:  # scipy gives [-1, 1] here: no information, so no interval
         return Correlation(r, n, None, None, p, "Fisher z", "an interval needs at least 4 runs")
-    z = math.atanh(max(-1 + 1e-15, min(1 - 1e-15, r)))
-    se = 1 / math.sqrt(n - 3)
-    q = NormalDist().inv_cdf((1 + level) / 2)
-    return Correlation(r, n, math.tanh(z - q * se), math.tanh(z + q * se), p, "Fisher z")
-
-
-def correlation_p_value(r: float, n: int) -> float:
-    """Two-sided p-value of Pearson's ``r`` over ``n`` points under no correlation: Student's t
-    with n − 2 degrees of freedom."""
-    if n < 3:
-        raise ValueError(f"n={n}: the t test of a correlation needs at least 3 points")
-    if abs(r) >= 1:
-        return 0.0
-    df = n - 2
-    return t_two_sided_p(r * math.sqrt(df / (1 - r * r)), df)
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom: I_{df/(df+t²)}(df/2, 1/2)."""
-    if not df > 0:
-        raise ValueError(f"df={df}: degrees of freedom must be positive")
-    if math.isinf(t):
-        return 0.0
-    return regularized_beta(df / (df + t * t), df / 2, 0.5)
-
-
-def regularized_beta(x: float, a: float, b: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1.
-
-    The continued fraction of Numerical Recipes (§6.4), evaluated with the modified Lentz method, on
-    the side of the symmetry I_x(a, b) = 1 − I_{1−x}(b, a) where it converges fast.
-    """
-    if not (a > 0 and b > 0):
-        raise ValueError(f"a={a}, b={b}: both must be positive")
-    if not 0 <= x <= 1:
-        raise ValueError(f"x={x}: must lie in [0, 1]")
-    if x == 0 or x == 1:
-        return float(x)
-    # x^a (1-x)^b / B(a, b), in logs: the same factor on both sides of the symmetry.
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    front = math.exp(log_front)
-    if x < (a + 1) / (a + b + 2):
-        return front * _beta_fraction(x, a, b) / a
-    return 1 - front * _beta_fraction(1 - x, b, a) / b
-
-
-def _beta_fraction(x: float, a: float, b: float, eps: float = 1e-15, max_terms: int = 100_000) -> float:
-    tiny = 1e-300
-
-    def guard(v: float) -> float:
-        return tiny if abs(v) < tiny else v
-
-    c = 1.0
-    d = 1 / guard(1 - (a + b) * x / (a + 1))
-    h = d
-    for m in range(1, max_terms + 1):
-        m2 = 2 * m
-        even = m * (b - m) * x / ((a - 1 + m2) * (a + m2))
-        d = 1 / guard(1 + even * d)
-        c = guard(1 + even / c)
-        h *= d * c
-        odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + 1 + m2))
-        d = 1 / guard(1 + odd * d)
-        c = guard(1 + odd / c)
-        step = d * c
-        h *= step
-        if abs(step - 1) < eps:
-            return h
-    raise ArithmeticError(f"incomplete beta: no convergence for x={x}, a={a}, b={b}")
+    ci = res.confidence_interval(confidence_level=level)
+    return Correlation(r, n, float(ci.low), float(ci.high), p, "Fisher z")

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from bsa.correction import (
     LabelSample,
@@ -52,6 +53,24 @@ def test_rogan_gladen_by_hand() -> None:
     assert rogan_gladen(0.7, 0.8, 0.95).value == pytest.approx(0.65 / 0.75)
 
 
+def test_rogan_gladen_is_the_double_sampling_estimate() -> None:
+    # 100 queries, k = 1, 62 judged positive. 10 labels from the judged-positive samples (8 truly
+    # positive; weight 62/10 = 6.2) and 10 from the judged-negative ones (1 truly positive; 3.8).
+    # Closed form without Se/Sp: the run's share judged positive times the share truly positive among
+    # them, plus the same for the judged negatives: 0.62·0.8 + 0.38·0.1 = 0.534. Rogan–Gladen with the
+    # weighted Se = 8·6.2/(8·6.2 + 1·3.8) = 49.6/53.4 and Sp = 9·3.8/(9·3.8 + 2·6.2) = 34.2/46.6 gives it.
+    ls = LabelSample(
+        truth=np.array([True] * 8 + [False] * 2 + [True] + [False] * 9),
+        judged=np.array([True] * 10 + [False] * 10),
+        weight=np.array([6.2] * 10 + [3.8] * 10),
+        strata=("judged positive",) * 10 + ("judged negative",) * 10,
+    )
+    assert rogan_gladen(0.62, 49.6 / 53.4, 34.2 / 46.6).value == pytest.approx(0.534, abs=1e-12)
+    c = correct({"s": (counts({0: 38, 1: 62}, 1), ls)}, n_boot=50)["s"]
+    assert c.sensitivity == pytest.approx(49.6 / 53.4) and c.specificity == pytest.approx(34.2 / 46.6)
+    assert c.at_1.corrected == pytest.approx(53.4, abs=1e-10)
+
+
 def test_rogan_gladen_clips_to_the_unit_interval() -> None:
     # raw 0.1 is below what Se 0.9 / Sp 0.8 can produce (0.2 at a true rate of 0): (0.1 − 0.2) / 0.7 < 0
     low = rogan_gladen(0.1, 0.9, 0.8)
@@ -86,6 +105,16 @@ def test_wilson_by_hand() -> None:
     # No error in 20: the interval still has width (unlike a percentile bootstrap): [0.8389, 1]
     lo, hi = wilson(1.0, 20)
     assert hi == 1.0 and lo == pytest.approx(20 / (20 + 1.959964**2), abs=1e-6)
+
+
+@pytest.mark.parametrize("level", [0.8, 0.95, 0.99])
+def test_wilson_is_scipys_on_integer_counts(level: float) -> None:
+    # bsa's Wilson takes a weighted share and Kish's (non-integer) n, which scipy's does not; on whole
+    # counts the two are the same interval.
+    for n in (1, 2, 7, 20, 100, 1000):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            ref = scipy_stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+            assert wilson(k / n, n, level) == pytest.approx((ref.low, ref.high), abs=1e-14), (k, n)
 
 
 def test_weighted_rate_and_kish_n() -> None:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from bsa.metrics import SampleScore, compute
 from bsa.stats import (
@@ -15,16 +16,13 @@ from bsa.stats import (
     PerQuery,
     Skipped,
     bootstrap_ci,
-    correlation_p_value,
     paired_bootstrap,
     pearson,
     per_query,
     point,
-    regularized_beta,
     replicates,
     resample_weights,
     stratified,
-    t_two_sided_p,
 )
 
 RO, CS, OS = "Risk Omission", "Cognitive Shortcut", "Over Sensitivity"
@@ -172,6 +170,56 @@ def test_paired_uses_common_queries_only_and_refuses_disjoint_or_clashing_runs()
     assert "different scenario" in paired_bootstrap(a, clash, 0.5).reason  # type: ignore[union-attr]
 
 
+# bsa's bootstrap resamples whole queries, within scenarios. With one sample per query and one
+# scenario that is the ordinary bootstrap of a mean, which scipy.stats.bootstrap does: the percentile
+# intervals then differ only by Monte Carlo error (at most one step of 100/n on these 0/1 values).
+
+
+def _one_sample_per_query(seed: int, n: int, p: float) -> np.ndarray:
+    return np.random.default_rng(seed).random(n) < p
+
+
+def test_bootstrap_interval_agrees_with_scipys_ordinary_bootstrap() -> None:
+    safe = _one_sample_per_query(seed=3, n=80, p=0.35)
+    pq = per_query(run_of([[bool(s)] for s in safe]), k=1)
+    ci = bootstrap_ci(pq, alpha=0.5, n_boot=20000, seed=3)
+    assert not isinstance(ci, Skipped)
+    ref = scipy_stats.bootstrap(
+        (100.0 * safe,), np.mean, n_resamples=20000, method="percentile", rng=np.random.default_rng(103)
+    )
+    step = 100 / 80
+    assert ci["safe_at_1"].estimate == pytest.approx(100 * safe.mean())
+    assert ci["safe_at_1"].low == pytest.approx(ref.confidence_interval.low, abs=step + 1e-9)
+    assert ci["safe_at_1"].high == pytest.approx(ref.confidence_interval.high, abs=step + 1e-9)
+    reps = replicates(pq, alpha=0.5, n_boot=20000, seed=3)["safe_at_1"]
+    assert reps.std(ddof=1) == pytest.approx(ref.standard_error, rel=0.03)
+
+
+def test_paired_interval_agrees_with_scipys_paired_bootstrap() -> None:
+    a_safe = _one_sample_per_query(seed=4, n=80, p=0.35)
+    b_safe = a_safe ^ _one_sample_per_query(seed=5, n=80, p=0.2)  # b differs from a on ~20% of queries
+    a = per_query(run_of([[bool(s)] for s in a_safe]), k=1)
+    b = per_query(run_of([[bool(s)] for s in b_safe]), k=1)
+    out = paired_bootstrap(a, b, alpha=0.5, n_boot=20000, seed=4)
+    assert not isinstance(out, Skipped)
+
+    def diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(np.mean(y, axis=axis) - np.mean(x, axis=axis))
+
+    ref = scipy_stats.bootstrap(
+        (100.0 * a_safe, 100.0 * b_safe),
+        diff,
+        paired=True,
+        n_resamples=20000,
+        method="percentile",
+        rng=np.random.default_rng(104),
+    )
+    d, step = out["safe_at_1"], 100 / 80
+    assert d.diff == pytest.approx(100 * (b_safe.mean() - a_safe.mean()))
+    assert d.low == pytest.approx(ref.confidence_interval.low, abs=step + 1e-9)
+    assert d.high == pytest.approx(ref.confidence_interval.high, abs=step + 1e-9)
+
+
 def test_pearson_fisher_z_hand_case() -> None:
     # r = 0.8 on five points: z = atanh(.8) = 1.0986, se = 1/sqrt(2), z ± 1.96·se → tanh:
     # (-0.2796, 0.9861). p: the exact t test (3 df), 0.1041, where the normal approximation of
@@ -202,13 +250,27 @@ def test_per_query_subset_keeps_order() -> None:
     np.testing.assert_array_equal(sub.values, [[8, 9, 10, 11], [0, 1, 2, 3]])
 
 
-# The exact p-value of a correlation: Student's t with n - 2 df, through the regularized incomplete
-# beta function, checked against closed forms (1, 2 and 3 df), published critical values, identities
-# of the beta function, and scipy where it is installed.
+# The exact p-value of a correlation (scipy.stats.pearsonr): Student's t with n - 2 df, checked
+# against closed forms (1, 2 and 3 df) and published critical values, on points built to have a given r.
 
 
 def _t_of(r: float, n: int) -> float:
     return r * math.sqrt((n - 2) / (1 - r * r))
+
+
+def _points_with_r(r: float, n: int) -> tuple[list[float], list[float]]:
+    """n points whose Pearson correlation is r (to rounding): y = r·u + √(1 − r²)·v for orthonormal,
+    centred u and v."""
+    rng = np.random.default_rng(n)
+    basis = np.linalg.qr(np.column_stack([np.ones(n), rng.normal(size=(n, 2))]))[0]
+    u, v = basis[:, 1], basis[:, 2]
+    return list(u), list(r * u + math.sqrt(1 - r * r) * v)
+
+
+def _p_of(r: float, n: int) -> float | None:
+    c = pearson(*_points_with_r(r, n))
+    assert isinstance(c, Correlation) and c.n == n and c.r == pytest.approx(r, abs=1e-13)
+    return c.p_value
 
 
 def _t_p_1df(t: float) -> float:  # Cauchy
@@ -236,19 +298,16 @@ def test_correlation_p_value_is_the_exact_t_test() -> None:
     three = pearson([1, 2, 3], [1, 3, 2])
     assert isinstance(three, Correlation) and three.low is None
     assert three.p_value == pytest.approx(2 / 3, abs=1e-12)
-    # A perfect correlation: p = 0, not a division by zero.
+    # A perfect correlation: p = 0, not a division by zero; none at all: p = 1.
     assert pearson([1, 2, 3, 4], [2, 4, 6, 8]).p_value == 0.0  # type: ignore[union-attr]
-    assert correlation_p_value(-1.0, 5) == 0.0 and correlation_p_value(0.0, 10) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="at least 3"):
-        correlation_p_value(0.5, 2)
+    assert pearson([1, 2, 3, 4, 5], [10, 8, 6, 4, 2]).p_value == 0.0  # type: ignore[union-attr]
+    assert _p_of(0.0, 10) == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("r", [-0.95, -0.5, -0.1, 0.0, 0.05, 0.3, 0.8, 0.99])
 def test_t_p_value_matches_the_closed_forms_for_1_2_and_3_df(r: float) -> None:
     for n, closed in ((3, _t_p_1df), (4, _t_p_2df), (5, _t_p_3df)):
-        t = _t_of(r, n)
-        assert t_two_sided_p(t, n - 2) == pytest.approx(closed(t), rel=1e-10, abs=1e-14), (r, n)
-        assert correlation_p_value(r, n) == pytest.approx(closed(t), rel=1e-10, abs=1e-14), (r, n)
+        assert _p_of(r, n) == pytest.approx(closed(_t_of(r, n)), rel=1e-10, abs=1e-14), (r, n)
 
 
 @pytest.mark.parametrize(
@@ -264,28 +323,10 @@ def test_t_p_value_matches_the_closed_forms_for_1_2_and_3_df(r: float) -> None:
         (1.96234, 1000, 0.05),  # near the normal limit (1.95996)
     ],
 )
-def test_t_p_value_at_published_critical_values(t: float, df: float, p: float) -> None:
-    assert t_two_sided_p(t, df) == pytest.approx(p, rel=2e-5)
-    assert t_two_sided_p(-t, df) == t_two_sided_p(t, df)
-
-
-def test_regularized_beta_identities() -> None:
-    for x in (0.0, 1e-9, 0.2, 0.5, 0.77, 1 - 1e-9, 1.0):
-        assert regularized_beta(x, 2.5, 1) == pytest.approx(x**2.5, abs=1e-13)
-        assert regularized_beta(x, 1, 3.5) == pytest.approx(1 - (1 - x) ** 3.5, abs=1e-13)
-        assert regularized_beta(x, 2.5, 0.5) == pytest.approx(
-            1 - regularized_beta(1 - x, 0.5, 2.5), abs=1e-13
-        )
-    for a in (0.5, 3, 40, 500):
-        assert regularized_beta(0.5, a, a) == pytest.approx(0.5, abs=1e-12)
-    # The binomial CDF: P(X <= k) for X ~ Binomial(n, q) is I_{1-q}(n - k, k + 1).
-    n, q = 60, 0.3
-    for k in (0, 5, 17, 18, 30, 59):
-        cdf = sum(math.comb(n, j) * q**j * (1 - q) ** (n - j) for j in range(k + 1))
-        assert regularized_beta(1 - q, n - k, k + 1) == pytest.approx(cdf, rel=1e-10, abs=1e-15)
-    for bad in ((-0.1, 1, 1), (1.1, 1, 1), (0.5, 0, 1), (0.5, 1, -2)):
-        with pytest.raises(ValueError):
-            regularized_beta(*bad)
+def test_t_p_value_at_published_critical_values(t: float, df: int, p: float) -> None:
+    r = t / math.sqrt(t * t + df)  # the correlation whose t statistic over df + 2 points is t
+    assert _p_of(r, df + 2) == pytest.approx(p, rel=2e-5)
+    assert _p_of(-r, df + 2) == pytest.approx(p, rel=2e-5)
 
 
 def test_correlation_text_shows_the_t_test() -> None:
@@ -302,14 +343,18 @@ def test_correlation_text_shows_the_t_test() -> None:
 
 
 def test_pearson_p_value_matches_scipy() -> None:
-    sp = pytest.importorskip("scipy.stats")
+    # And the interval is Fisher's, as the report says: tanh(atanh r ± z/√(n − 3)), z = 1.959964.
     rng = np.random.default_rng(7)
     for n in (3, 4, 5, 8, 13, 30, 200):
         for shift in (0.0, 0.5, 2.0):
             x = rng.normal(size=n)
             y = shift * x + rng.normal(size=n)
             c = pearson(list(x), list(y))
-            ref = sp.pearsonr(x, y)
+            ref = scipy_stats.pearsonr(x, y)
             assert isinstance(c, Correlation)
             assert c.r == pytest.approx(ref.statistic, abs=1e-12)
             assert c.p_value == pytest.approx(ref.pvalue, rel=1e-8, abs=1e-300), (n, shift)
+            if n > 3:
+                half = 1.959964 / math.sqrt(n - 3)
+                assert c.low == pytest.approx(math.tanh(math.atanh(c.r) - half), abs=1e-6)
+                assert c.high == pytest.approx(math.tanh(math.atanh(c.r) + half), abs=1e-6)
