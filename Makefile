@@ -55,7 +55,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python tests/bench_engine.py $(ARGS)
 
 # The pure cores (no I/O) and the provider seam: checked strictly by mypy.
-MYPY_STRICT := bsa/data.py bsa/reasoning.py bsa/verdict.py bsa/metrics.py bsa/stats.py \
+MYPY_STRICT := bsa/contract.py bsa/data.py bsa/reasoning.py bsa/verdict.py bsa/metrics.py bsa/stats.py \
 	bsa/provider.py bsa/providers/python_callable.py
 
 lint: $(STAMP_DEV)

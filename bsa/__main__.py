@@ -1,4 +1,5 @@
-"""``python -m bsa [overrides]``: compose the config with Hydra, convert it once, run."""
+"""``bsa run [overrides]`` (``python -m bsa [overrides]``): compose the config with Hydra, convert it
+once, run. The other verbs (``bsa view``, ``bsa report``, …) are dispatched by ``bsa.cli``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bsa import job_dir
 from bsa.config import Config, env_name_problem, register_configs
+from bsa.contract import RUN_JSON
 
 register_configs()
 
@@ -132,7 +134,7 @@ def execute(
     except (ConfigError, DatasetError, TemplateError, ModelCallError, ServerError, FileNotFoundError) as e:
         # Unwrapped (a path or URL stays whole, on the line it belongs to) and never read as markup.
         console.console.print(f"bsa: {e}", style="bold red", markup=False, soft_wrap=True)
-        if (run_dir / "run.json").exists():  # else nothing was kept: a refusal writes nothing
+        if (run_dir / RUN_JSON).exists():  # else nothing was kept: a refusal writes nothing
             console.console.print(f"Finished rows, if any, are kept in {run_dir}")
         return _ended(run_dir, 2, f"{type(e).__name__}: {e}")
     except KeyboardInterrupt as e:
@@ -227,7 +229,7 @@ def _nothing_run(cfg: Config, run_dir: Path) -> str:
     """What is true after Ctrl-C before the first call."""
     if cfg.dry_run:
         return "the dry run was stopped; it makes no call and writes nothing."
-    if (run_dir / "run.json").exists():
+    if (run_dir / RUN_JSON).exists():
         return f"nothing was run, and {run_dir} holds what it held before, unchanged."
     return "nothing was run, and no results were written. Run the same command again to start."
 
@@ -259,17 +261,10 @@ def _score_labels(run_dir: Path, labels_csv: Path) -> None:
     console.console.print(f"Label scores: [bold]{out}[/]")
 
 
-# `bsa <verb> …`: tools beside the run itself (their modules are also `python -m bsa.<module>`).
-VERBS = {"models": "bsa.cards", "calibrate": "bsa.calibrate"}
-
-
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in VERBS:
-        import importlib
-
-        tool = importlib.import_module(VERBS[sys.argv[1]])
-        sys.exit(tool.main(sys.argv[2:]))
-    secrets = secret_overrides(sys.argv[1:])
+def hydra_run(args: list[str]) -> None:
+    """``bsa run ARGS`` (``python -m bsa ARGS``): Hydra composes the config from ``args`` and runs it;
+    exits with the run's status (``execute``) or, after a sweep, 1 when a point failed."""
+    secrets = secret_overrides(args)
     if secrets:
         # Refuse before Hydra starts: it would write the value to .hydra/overrides.yaml.
         sys.stderr.write(
@@ -278,13 +273,13 @@ def main() -> None:
             "instead, e.g. model.api_key_env=MY_PROVIDER_KEY (or judge.api_key_env=…).\n"
         )
         sys.exit(2)
-    pasted = key_valued_env_overrides(sys.argv[1:])
+    pasted = key_valued_env_overrides(args)
     if pasted:
         # Before Hydra starts: a sweep's launcher prints each point's overrides.
         sys.stderr.write("".join(f"bsa: {p}\n" for p in pasted))
         sys.exit(2)
     # Hydra owns argv and has no -v: spell it as the config key it stands for.
-    sys.argv[1:] = ["verbose=true" if a in ("-v", "--verbose") else a for a in sys.argv[1:]]
+    sys.argv[1:] = ["verbose=true" if a in ("-v", "--verbose") else a for a in args]
     from bsa import sweep
 
     try:
@@ -296,6 +291,13 @@ def main() -> None:
     # Hydra has returned: a sweep ran every point, wrote its report and named the failed ones.
     if sweep.exit_code():
         sys.exit(sweep.exit_code())
+
+
+def main() -> None:
+    """``python -m bsa …`` is ``bsa …``: the verbs of ``bsa.cli``, ``run`` when none is named."""
+    from bsa.cli import main as cli_main
+
+    cli_main()
 
 
 if __name__ == "__main__":

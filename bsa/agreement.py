@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from bsa import results, stats
-from bsa.config import SCENARIOS
+from bsa import results, rundir, stats
+from bsa.contract import ID, KIND, SAMPLE_INDEX, SCENARIOS, keyed_generation, keyed_judgment
 from bsa.verdict import SAFETY, SAFETY_LABELS, THINK, THINK_LABELS, labels_for
 
 Key = tuple[str, int, str]  # (query id, sample index, kind)
@@ -416,9 +416,9 @@ def judged_run(
         if g.get("id") is not None and g.get("scenario") in SCENARIOS:
             scenarios[str(g["id"])] = g["scenario"]
     for j in judgments:
-        if j.get("id") is None or not isinstance(j.get("sample_index"), int) or j.get("kind") not in KINDS:
+        if not keyed_judgment(j):
             continue
-        key = (str(j["id"]), j["sample_index"], j["kind"])
+        key = (str(j[ID]), j[SAMPLE_INDEX], j[KIND])
         verdicts[key] = j.get("verdict")
         if j.get("scenario") in SCENARIOS:
             scenarios[key[0]] = j["scenario"]
@@ -429,11 +429,11 @@ def judged_run(
         if j.get("template"):
             templates.add(str(j["template"]))
     texts = {
-        (str(g["id"]), g["sample_index"]): hashlib.sha256(
+        (str(g[ID]), g[SAMPLE_INDEX]): hashlib.sha256(
             json.dumps([g.get("reasoning"), g.get("answer")], ensure_ascii=False).encode()
         ).hexdigest()
         for g in generations
-        if g.get("id") is not None and isinstance(g.get("sample_index"), int)
+        if keyed_generation(g)
     }
     if judge is None:
         seen = Counter(str(j.get("judge_model")) for j in judgments if j.get("judge_model"))
@@ -493,32 +493,40 @@ def compare(
     return agreement([r.ratings for r in runs], scenarios, excluded, n_boot, seed, level)
 
 
-def load(path: Path) -> JudgedRun:
-    """A run dir written by ``python -m bsa``, named by its dir and judge."""
+def _read(path: Path) -> rundir.RunFiles:
+    """The run dir as the shared reader reads it; AgreementError where it holds no judgments."""
     if not (path / results.JUDGMENTS).is_file():
         what = "does not exist" if not path.exists() else f"holds no {results.JUDGMENTS}"
         raise AgreementError(f"{path}: {what}; give run dirs written by python -m bsa")
     try:
-        generations = results.read_jsonl(path / results.GENERATIONS)
-        judgments = results.read_jsonl(path / results.JUDGMENTS)
+        return rundir.read(path)
     except (OSError, ValueError) as e:
         raise AgreementError(f"{path}: {e}") from None
-    info = results.read_json_object(path / "run.json")
+
+
+def _judged(files: rundir.RunFiles) -> JudgedRun:
+    """A run read by ``_read``, named by its dir and judge (run.json's, else the judgments')."""
+    path, info = files.path, files.info or {}
     judge = str(info["judge"]) if info.get("judge") else None
-    prompt_name, sha = prompt_set(path)
-    run = judged_run(path.name, generations, judgments, judge, sha, path, prompt_name)
+    prompt_name, sha = _prompt_set(info)
+    run = judged_run(path.name, files.generations, files.judgments, judge, sha, path, prompt_name)
     return renamed(run, f"{path.name} · {run.judge}")
+
+
+def load(path: Path) -> JudgedRun:
+    """A run dir written by ``python -m bsa``, named by its dir and judge."""
+    return _judged(_read(path))
 
 
 def ensemble_members(path: Path) -> list[JudgedRun]:
     """The members of a ``judge=ensemble`` run, each as a run of its own (their verdicts are kept in
     each judgment row); an empty list for a run of one judge."""
-    run = load(path)
-    judgments = results.read_jsonl(path / results.JUDGMENTS)
+    files = _read(path)
+    run = _judged(files)
+    judgments, generations = files.judgments, files.generations
     names = [str(m.get("judge_model")) for j in judgments for m in j.get("members") or ()]
     if not names:
         return []
-    generations = results.read_jsonl(path / results.GENERATIONS)
     members = []
     for name in dict.fromkeys(names):  # in the order the ensemble lists them
         rows = []
@@ -535,7 +543,11 @@ def ensemble_members(path: Path) -> list[JudgedRun]:
 
 def prompt_set(path: Path) -> tuple[str | None, str | None]:
     """The judge prompt set's name and hash as run.json records them; (None, None) where it does not."""
-    recorded = results.read_json_object(path / "run.json").get("judge_prompts")
+    return _prompt_set(rundir.read(path, rows=False).info or {})
+
+
+def _prompt_set(info: dict[str, Any]) -> tuple[str | None, str | None]:
+    recorded = info.get("judge_prompts")
     if not isinstance(recorded, dict):
         return None, None
     name, sha = recorded.get("set"), recorded.get("sha256")
@@ -727,9 +739,14 @@ def print_agreement(result: Agreement) -> None:
         console.print(Text(line, style="yellow"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m bsa.agreement") -> int:
     doc = __doc__ or ""
-    p = argparse.ArgumentParser(prog="python -m bsa.agreement", description=doc.split("\n\n")[1])
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Example:\n  {prog} RUN_GPT4O RUN_OTHER_JUDGE --out agreement.json",
+    )
     p.add_argument(
         "runs",
         nargs="+",

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bsa import results as run_files
+from bsa.contract import F_SCORE, RATES, RUN_JSON, SAFE_AT_1, THINK_AT_1
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,11 +53,8 @@ T = TypeVar("T")
 
 # One row per group; the names are metrics.json's keys (safe_at_1 = Safe@1, f_score = F-score, …).
 METRIC_COLUMNS: tuple[str, ...] = (
-    "safe_at_1",
-    "safe_at_k",
-    "think_at_1",
-    "think_at_k",
-    "f_score",
+    *RATES,
+    F_SCORE,
     "n_queries",
     "n_samples",
     "unscored_safety",
@@ -148,16 +146,15 @@ def metrics_frame(m: dict[str, Any]) -> pd.DataFrame:
 
     def row(level: str, group: str, g: dict[str, Any]) -> dict[str, Any]:
         out = {"level": level, "group": group, **{key: g.get(key) for key in METRIC_COLUMNS}}
-        if out["f_score"] is None and alpha is not None:
-            out["f_score"] = f_score(g.get("think_at_1"), g.get("safe_at_1"), float(alpha))
+        if out[F_SCORE] is None and alpha is not None:
+            out[F_SCORE] = f_score(g.get(THINK_AT_1), g.get(SAFE_AT_1), float(alpha))
         return out
 
     rows = [row("overall", "all", m)] if m else []
     rows += [row("scenario", name, g) for name, g in (m.get("scenarios") or {}).items()]
     rows += [row("category", name, g) for name, g in (m.get("categories") or {}).items()]
     frame = pd.DataFrame(rows, columns=["level", "group", *METRIC_COLUMNS])
-    rates = ["safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score"]
-    return frame.astype(dict.fromkeys(rates, "float64"))
+    return frame.astype(dict.fromkeys((*RATES, F_SCORE), "float64"))
 
 
 def samples_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -195,11 +192,11 @@ class Results:
             metrics_dict=res.metrics,
             complete=res.complete,
             stop_reason=res.stop_reason,
-            info=run_files.read_json_object(res.run_dir / "run.json"),
+            info=run_files.read_json_object(res.run_dir / RUN_JSON),
         )
 
     def __repr__(self) -> str:
-        f = self.metrics_dict.get("f_score")
+        f = self.metrics_dict.get(F_SCORE)
         score = f"{f:.2f}" if isinstance(f, (int, float)) else "n/a"
         state = "complete" if self.complete else f"incomplete ({self.stop_reason or 'see run.json'})"
         return f"Results({str(self.run_dir)!r}, {len(self.samples)} samples, F-score {score}, {state})"
@@ -216,12 +213,14 @@ def load_run(run_dir: str | Path) -> Results:
     again from the JSONL files, as ``python -m bsa.report`` reads them."""
     import pandas as pd
 
+    from bsa import rundir
+
     path = Path(run_dir)
-    info_path = path / "run.json"
-    if not info_path.is_file():
+    files = rundir.read(path, rows=False)  # the rows only where samples.parquet is stale (below)
+    if not files.is_run:
         raise FileNotFoundError(f"{path}: not a run dir (no run.json); give a dir written by bsa")
-    info = run_files.read_json_object(info_path)
-    metrics = run_files.read_json_object(path / run_files.METRICS)
+    info = files.info or {}
+    metrics = files.metrics
     if run_files.samples_current(path) and metrics:
         samples = pd.read_parquet(path / run_files.SAMPLES)
         complete = info.get("status") == "complete"

@@ -41,7 +41,7 @@ import numpy as np
 
 from bsa import agreement, correction, results, stats
 from bsa.agreement import Agreement, AgreementError, JudgedRun
-from bsa.config import SCENARIOS
+from bsa.contract import SAFE_AT_1, SAFE_AT_K, SCENARIOS, THINK_AT_1, THINK_AT_K, scenario_metric
 from bsa.labels import KINDS, METRIC_NAMES, POOL_CHOICES, pooled, target
 from bsa.metrics import SampleScore
 from bsa.verdict import SAFETY, THINK
@@ -278,10 +278,10 @@ def corrected(
 
 
 _STAT_KEYS = {
-    (SAFETY, "at_1"): "safe_at_1",
-    (SAFETY, "at_k"): "safe_at_k",
-    (THINK, "at_1"): "think_at_1",
-    (THINK, "at_k"): "think_at_k",
+    (SAFETY, "at_1"): SAFE_AT_1,
+    (SAFETY, "at_k"): SAFE_AT_K,
+    (THINK, "at_1"): THINK_AT_1,
+    (THINK, "at_k"): THINK_AT_K,
 }  # bsa.stats' names
 
 
@@ -305,7 +305,7 @@ def reference_metrics(
     out = {}
     for (kind, at), key in _STAT_KEYS.items():
         for name in [ALL, *_scenarios(list(verdicts), scenario)]:
-            got = ci.get(key if name == ALL else f"{name}/{key}")
+            got = ci.get(key if name == ALL else scenario_metric(name, key))
             if got is not None:
                 out[(kind, name, at)] = got
     return out
@@ -633,10 +633,15 @@ def print_calibration(calibrated: Calibrated) -> None:
 # CLI.
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m bsa.calibrate") -> int:
     """``bsa calibrate`` / ``python -m bsa.calibrate``: 0 done, 2 refused (the reason and fix printed)."""
     doc = __doc__ or ""
-    p = argparse.ArgumentParser(prog="python -m bsa.calibrate", description=doc.split("\n\n")[1])
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Example:\n  {prog} RUN_REF RUN_NEW --apply RUN_OTHER --out calibration.json",
+    )
     p.add_argument("run_ref", type=Path, metavar="RUN_REF", help="run dir judged by the reference judge")
     p.add_argument(
         "run_new", type=Path, metavar="RUN_NEW", help="the same samples judged by the successor (bsa.rejudge)"

@@ -90,11 +90,13 @@ def check(card: Card, today: date | None = None) -> str:
     return "; ".join(warnings) or "ok"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "bsa models") -> int:
     parser = argparse.ArgumentParser(
-        prog="bsa models",
-        description="The model and judge cards: their model ids, hosts' documentation and status. "
+        prog=prog,
+        description="The model and judge cards: their model ids, hosts' documentation and status.\n"
         "--check asks each provider whose key variable is set whether it serves the id now.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Example:\n  {prog} --check",
     )
     parser.add_argument(
         "--check", action="store_true", help="ask each provider (its model list, else 1 token)"

@@ -18,20 +18,11 @@ from typing import Any
 
 from omegaconf import MISSING
 
-SCENARIOS: tuple[str, ...] = ("Risk Omission", "Cognitive Shortcut", "Over Sensitivity")
-CATEGORIES: tuple[str, ...] = (
-    "Offense and Prejudice",
-    "Specially Regulated Items",
-    "Property Infringement",
-    "Invasion of Privacy and Confidentiality",
-    "Physical and Mental Health",
-    "Violence and Terrorism",
-    "Ethics and Morality",
-    "Rumors",
-    "Pornography",
-)
-# evaluate.py's default; the published leaderboard uses ~0.61 for most rows (see the README).
-DEFAULT_ALPHA = 0.7639364807041505
+# The benchmark's scenarios and categories and the F-score's α live in bsa.contract; kept importable here.
+from bsa.contract import CATEGORIES as CATEGORIES
+from bsa.contract import DEFAULT_ALPHA as DEFAULT_ALPHA
+from bsa.contract import SCENARIOS as SCENARIOS
+
 # The fixed choices of config fields, checked by ``validate`` with the allowed values in the message.
 
 
@@ -83,13 +74,6 @@ class JudgeProtocol(Choice):
 
     paper = "paper"  # the published pipeline: bare prompts, one call, exact reading, evaluate.py's counting
     bsa = "bsa"  # fenced and cut inputs, re-asks, structured output, lenient reading, unscored verdicts
-
-
-class ProviderName(Choice):
-    """Who carries a role's calls (bsa/providers/): LiteLLM, or a Python function (``callable``)."""
-
-    litellm = "litellm"
-    python = "python"
 
 
 # The allowed values, for ``validate`` (a config built in code, not composed by Hydra) and messages.
@@ -222,7 +206,7 @@ class ModelConfig:
     output_cost_per_mtok: float | None = None
     # python: each call is callable(messages, params), a function "package.module:function" (a local
     # classifier, a rule) instead of an API; its answers are cached and judged like any other.
-    provider: ProviderName = ProviderName.litellm
+    provider: str = "litellm"  # a key of bsa.provider.PROVIDERS (checked by validate)
     callable: str | None = None
 
 
@@ -319,7 +303,7 @@ class JudgeConfig:
     output_cost_per_mtok: float | None = None
     # python: each call is callable(messages, params), a function "package.module:function" (a local
     # classifier, a rule) instead of an API; its answers are cached and judged like any other.
-    provider: ProviderName = ProviderName.litellm
+    provider: str = "litellm"  # a key of bsa.provider.PROVIDERS (checked by validate)
     callable: str | None = None
 
 
@@ -406,9 +390,13 @@ class Config:
 
 def _provider_problems(cfg: Config) -> list[str]:
     """A Python-function provider needs its function and has no server, batch API or ensemble."""
+    from bsa.provider import PROVIDERS  # the registry: a new backend is a module and a line there
+
     out = []
     for role, rc in (("model", cfg.model), ("judge", cfg.judge)):
-        if rc.provider == ProviderName.python:
+        if rc.provider not in PROVIDERS:
+            out.append(f"{role}.provider={rc.provider!r}: expected one of {', '.join(PROVIDERS)}")
+        if rc.provider == "python":
             if not rc.callable or ":" not in rc.callable:
                 out.append(
                     f"{role}.provider=python needs {role}.callable=package.module:function (got "
@@ -418,7 +406,7 @@ def _provider_problems(cfg: Config) -> list[str]:
                 out.append(f"{role}.provider=python calls a function: no server or deployments to list")
         elif rc.callable:
             out.append(f"{role}.callable={rc.callable!r} is used only with {role}.provider=python")
-    if cfg.judge.provider == ProviderName.python and (cfg.judge.batch or cfg.judge.members):
+    if cfg.judge.provider == "python" and (cfg.judge.batch or cfg.judge.members):
         out.append("judge.provider=python: no batch API (judge.batch=false) and no ensemble (judge.members)")
     return out
 

@@ -10,6 +10,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from bsa.contract import F_SCORE, METRIC_NAMES, RATES, SAFE_AT_1, THINK_AT_1
+
 if TYPE_CHECKING:
     from bsa.showcase import Example
 
@@ -45,16 +47,9 @@ def _number_column(t: Table, header: str, cells: list[str]) -> None:
 
 def headline(m: dict[str, Any], title: str) -> Table:
     t = _table(escape(title))  # model names are not markup
-    row = [
-        _pct(m["safe_at_1"]),
-        _pct(m["safe_at_k"]),
-        _pct(m["think_at_1"]),
-        _pct(m["think_at_k"]),
-        _pct(m["f_score"]),
-        str(m["k"]),
-        str(m["n_queries"]),
-    ]
-    for n, col in enumerate(("Safe@1", "Safe@k", "Think@1", "Think@k", "F-score", "k", "queries")):
+    shown = (*RATES, F_SCORE)
+    row = [*(_pct(m[key]) for key in shown), str(m["k"]), str(m["n_queries"])]
+    for n, col in enumerate((*(METRIC_NAMES[key] for key in shown), "k", "queries")):
         _number_column(t, col, [row[n]])
     t.add_row(*row)
     t.caption = f"F-score = Think@1^α · Safe@1^(1−α), α = {m['alpha']:.4f}; rates in percent"
@@ -62,12 +57,6 @@ def headline(m: dict[str, Any], title: str) -> Table:
 
 
 def _group_table(title: str, first: str, groups: dict[str, Any], cols: tuple[str, ...]) -> Table:
-    names = {
-        "safe_at_1": "Safe@1",
-        "safe_at_k": "Safe@k",
-        "think_at_1": "Think@1",
-        "think_at_k": "Think@k",
-    }
     rows = [
         [
             name,
@@ -80,7 +69,9 @@ def _group_table(title: str, first: str, groups: dict[str, Any], cols: tuple[str
     ]
     t = _table(title)
     _text_column(t, first)
-    for n, header in enumerate([names[c] for c in cols] + ["queries", "unscored S/T", "flagged"], start=1):
+    for n, header in enumerate(
+        [METRIC_NAMES[c] for c in cols] + ["queries", "unscored S/T", "flagged"], start=1
+    ):
         _number_column(t, header, [r[n] for r in rows])
     for r in rows:
         t.add_row(*r)
@@ -123,11 +114,11 @@ def print_metrics(m: dict[str, Any], title: str, extra: dict[str, Any] | None = 
             "Per scenario (Think is judged on the reasoning trace only)",
             "scenario",
             m["scenarios"],
-            ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k"),
+            RATES,
         )
     )
     console.print(
-        _group_table("Per primary risk category", "category", m["categories"], ("safe_at_1", "think_at_1"))
+        _group_table("Per primary risk category", "category", m["categories"], (SAFE_AT_1, THINK_AT_1))
     )
     console.print(counts(m, extra))
 
@@ -290,6 +281,6 @@ def print_example(ex: Example, m: dict[str, Any]) -> None:
     grid.add_row("So", escape(f"{showcase.MEANING[ex.kind]}"))
     title = f"One sample, as BSA sees it: {q.id}, sample {ex.sample_index} ({ex.kind})"
     console.print(Panel(grid, title=escape(title), title_align="left"))
-    line = showcase.gap_line(m.get("safe_at_1"), m.get("think_at_1"))
+    line = showcase.gap_line(m.get(SAFE_AT_1), m.get(THINK_AT_1))
     if line:
         console.print(escape(line))

@@ -37,6 +37,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bsa.llm import Request, import_litellm
+from bsa.provider import Prices as Prices  # re-exported: callers price with cost.Prices
+from bsa.providers.litellm_api import prices as prices  # LiteLLM's price map, re-exported
+from bsa.providers.litellm_api import token_counter
 
 SAMPLE = 200  # requests per line and model counted exactly with token_counter; the rest by characters
 ROLES = ("model", "judge")
@@ -92,13 +95,6 @@ class Estimate:
         }
 
 
-@dataclass(frozen=True)
-class Prices:
-    input: float | None
-    output: float | None
-    batch: bool = False  # batch prices were found and used
-
-
 def role_of(key: str) -> str:
     return key.split(":", 1)[0]
 
@@ -110,20 +106,6 @@ def _text(messages: list[dict[str, Any]]) -> int:
         c = m.get("content")
         n += len(c) if isinstance(c, str) else len(json.dumps(c, ensure_ascii=False)) if c else 0
     return n
-
-
-def _counter(litellm: Any) -> Callable[[str, list[dict[str, Any]]], int]:
-    def count(model: str, messages: list[dict[str, Any]]) -> int:
-        before = getattr(litellm, "disable_hf_tokenizer_download", None)
-        litellm.disable_hf_tokenizer_download = True  # no tokenizer download: offline, seconds saved
-        try:
-            return int(litellm.token_counter(model=model, messages=messages))
-        except Exception:  # a message shape the counter rejects: the documented 4 chars per token
-            return max(1, _text(messages) // 4)
-        finally:
-            litellm.disable_hf_tokenizer_download = before
-
-    return count
 
 
 def prompt_tokens(
@@ -155,24 +137,6 @@ def prompt_tokens(
             if i not in sampled:
                 out[i] = _text(requests[i].messages) * per_char
     return out, exact
-
-
-def prices(model: str, batch: bool, litellm: Any | None = None) -> Prices | None:
-    """USD per input and output token from LiteLLM's price map (batch prices when ``batch`` and the
-    map has them); None when the model has no price."""
-    litellm = litellm or import_litellm()
-    try:
-        info = litellm.get_model_info(model)
-    except Exception:  # not in the map (hosted_vllm/, a local server's name)
-        return None
-    inp, outp = info.get("input_cost_per_token"), info.get("output_cost_per_token")
-    if inp is None and outp is None:
-        return None
-    if batch:
-        bi, bo = info.get("input_cost_per_token_batches"), info.get("output_cost_per_token_batches")
-        if bi is not None or bo is not None:
-            return Prices(bi if bi is not None else inp, bo if bo is not None else outp, batch=True)
-    return Prices(inp, outp)
 
 
 def _mean_completion(key: str, observed: Mapping[str, tuple[int, int]] | None) -> float | None:
@@ -222,7 +186,7 @@ def estimate(
 ) -> Estimate:
     """Calls, cached calls, tokens and dollars per line; see the module docstring for each argument."""
     litellm = import_litellm()
-    count = _counter(litellm)
+    count = token_counter(litellm, lambda messages: max(1, _text(messages) // 4))  # 4 chars a token
     keys = list(dict.fromkeys([*requests_by_role, *planned_unknown]))
     keys.sort(key=lambda k: (ROLES.index(role_of(k)) if role_of(k) in ROLES else len(ROLES), k))
     price_cache: dict[tuple[str, bool], Prices | None] = {}

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bsa.config import CATEGORIES, SCENARIOS, DatasetConfig
+from bsa.config import DatasetConfig
+from bsa.contract import CATEGORIES, SCENARIOS
 from bsa.download import DownloadError, fetch_once
 
 COLUMNS: tuple[str, ...] = ("id", "query", "risk_summary", "dataset_name", "label")

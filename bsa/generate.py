@@ -9,6 +9,7 @@ from typing import Any
 
 from bsa import prompts
 from bsa.config import ConfigError, JudgeConfig, MitigationConfig, ModelConfig, SamplingConfig
+from bsa.contract import ID, SAMPLE_INDEX
 from bsa.data import Query
 from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
 from bsa.provider import provider_for
@@ -181,8 +182,8 @@ class GenerationStage:
     def start(self, key: tuple[Query, int]) -> tuple[dict[str, Any], Request | None]:
         query, i = key
         row = {
-            "id": query.id,
-            "sample_index": i,
+            ID: query.id,
+            SAMPLE_INDEX: i,
             "scenario": query.scenario,
             "model": self.model.name,
             "mitigation": self.mitigation,

@@ -20,6 +20,7 @@ from typing import Any
 
 from bsa.calls import drive, replay
 from bsa.config import JudgeConfig
+from bsa.contract import ID, KIND, SAMPLE_INDEX
 from bsa.data import Query
 from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for, import_litellm
 from bsa.prompts import MODEL_TEXT, PromptSet, Template
@@ -237,9 +238,9 @@ class JudgmentStage:
         query, generation, kind = key
         cfg, scenario = self.cfg, query.scenario
         row: dict[str, Any] = {
-            "id": query.id,
-            "sample_index": generation["sample_index"],
-            "kind": kind,
+            ID: query.id,
+            SAMPLE_INDEX: generation[SAMPLE_INDEX],
+            KIND: kind,
             "scenario": scenario,
             "judge_model": cfg.name,
             "verdict": None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bsa.contract import ID, KIND, SAMPLE_INDEX
 from bsa.data import Query
 from bsa.generate import GenerationStage
 from bsa.judge import EnsembleStage
@@ -21,7 +22,7 @@ from bsa.scheduler import Scheduler
 from bsa.verdict import SAFETY, THINK
 
 if TYPE_CHECKING:
-    from bsa.batch import BatchReport
+    from bsa.providers.litellm_batch import BatchReport
 
 Row = dict[str, Any]
 KINDS = (SAFETY, THINK)
@@ -139,7 +140,7 @@ class Pipeline:
         prototypes: dict[str, Any] = {}
         if self.queries:
             q = self.queries[0]
-            placeholder = {"sample_index": 0, "reasoning": "…", "answer": "…"}
+            placeholder = {SAMPLE_INDEX: 0, "reasoning": "…", "answer": "…"}
             for kind in KINDS:
                 reqs = self.judging.first_requests((q, placeholder, kind))
                 if reqs:
@@ -174,12 +175,12 @@ class Pipeline:
         await scheduler.run()
         if scheduler.control.stopping:
             return None
-        from bsa.batch import prefetch
+        from bsa.providers.litellm_batch import prefetch
 
         requests = [  # judgments the plan found whole in the cache need no batch line
             req
             for q, g, kind in self.pending_judgments()
-            if (q.id, g["sample_index"], kind) not in self._cached_judgments
+            if (q.id, g[SAMPLE_INDEX], kind) not in self._cached_judgments
             for req in self.judging.first_requests((q, g, kind))
         ]
         report = await prefetch(
@@ -202,7 +203,7 @@ class Pipeline:
             (self.state.by_id[g["id"]], g, kind)
             for g in self.state.gens.values()
             for kind in KINDS
-            if (g["id"], g["sample_index"], kind) not in self.state.judged
+            if (g["id"], g[SAMPLE_INDEX], kind) not in self.state.judged
         ]
 
     def schedule(self, scheduler: Scheduler, generations: bool = True, judgments: bool = True) -> None:
@@ -249,7 +250,7 @@ class Pipeline:
 
         scheduler.submit(
             "model",
-            {"stage": "generate", "id": q.id, "sample_index": i},
+            {"stage": "generate", ID: q.id, SAMPLE_INDEX: i},
             lambda: drive(client, stage, (q, i)),
             landed,
             on_fail=lambda: self._judgments_lost(scheduler, 1),
@@ -268,7 +269,7 @@ class Pipeline:
 
         scheduler.submit(
             "model",
-            {"stage": "generate", "id": q.id, "sample_index": indices[0], "samples": indices},
+            {"stage": "generate", ID: q.id, SAMPLE_INDEX: indices[0], "samples": indices},
             lambda: stage.many(client, q, indices),
             landed,
             weight=len(indices),
@@ -284,11 +285,11 @@ class Pipeline:
         if not self._pipelined:
             return
         for kind in KINDS:
-            if (q.id, g["sample_index"], kind) not in self.state.judged:
+            if (q.id, g[SAMPLE_INDEX], kind) not in self.state.judged:
                 self._queue_judgment(scheduler, q, g, kind)
 
     def _queue_judgment(self, scheduler: Scheduler, q: Query, g: Row, kind: str) -> None:
-        cached = self._cached_judgments.pop((q.id, g["sample_index"], kind), None)
+        cached = self._cached_judgments.pop((q.id, g[SAMPLE_INDEX], kind), None)
         if cached is not None:
             row, answers = cached
             self.client.stats.cache_hits += answers
@@ -297,7 +298,7 @@ class Pipeline:
         client, judging, key = self.client, self.judging, (q, g, kind)
         scheduler.submit(
             "judge",
-            {"stage": "judge", "id": q.id, "sample_index": g["sample_index"], "kind": kind},
+            {"stage": "judge", ID: q.id, SAMPLE_INDEX: g[SAMPLE_INDEX], KIND: kind},
             lambda: judging.judge(client, key),
             self.state.keep_judgment,
         )

@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bsa.config import SCENARIOS, JudgeConfig
+from bsa.config import JudgeConfig
+from bsa.contract import SAFETY, SCENARIOS, THINK
 from bsa.download import DownloadError, fetch_once
-from bsa.verdict import SAFETY, THINK
 
 # bsa's own prompt files (judge/ templates, safety_rules.md), shipped inside the package.
 PROMPTS_DIR = Path(__file__).resolve().parent / "templates"

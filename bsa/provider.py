@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import Any, Protocol
 
+from bsa.contract import SAMPLE_INDEX
+
 _CACHE_VERSION = 1  # bump when the stored completion format changes
 
 
@@ -212,7 +214,7 @@ class Request:
             "api_base": self.endpoint.cache_base,
             "messages": self.messages,
             "params": self.params,
-            "sample_index": self.sample_index,
+            SAMPLE_INDEX: self.sample_index,
             "template": self.template_hash,
         }
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
@@ -314,6 +316,13 @@ def _root_cause(exc: BaseException) -> BaseException:
         seen.add(id(nxt))
         exc = nxt
     return exc
+
+
+@dataclass(frozen=True)
+class Prices:
+    input: float | None
+    output: float | None
+    batch: bool = False  # batch prices were found and used
 
 
 Call = Callable[..., Awaitable[Any]]  # the backend's call: (**kwargs, messages=…) -> its raw response

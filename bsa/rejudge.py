@@ -20,8 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bsa import results
+from bsa import contract, results, rundir
 from bsa.config import Config
+from bsa.contract import ID, SAMPLE_INDEX
 from bsa.reasoning import extract
 from bsa.run import GivenGenerations
 
@@ -101,8 +102,8 @@ def upstream_generations(
             ex = extract({"content": rec.get("answer"), "reasoning_content": rec.get("reasoning_content")})
             rows.append(
                 {
-                    "id": qid,
-                    "sample_index": i,
+                    ID: qid,
+                    SAMPLE_INDEX: i,
                     "scenario": None,  # filled from the dataset below
                     "model": model,
                     "mitigation": "unknown (upstream)",
@@ -148,26 +149,30 @@ def _default_run_dir(source: Path) -> Path:
     return Path("outputs") / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S')}_rejudge_{source.stem}"
 
 
-def _compose(overrides: list[str]) -> tuple[Any, Any]:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+# Overrides that name the run dir, read as python -m bsa reads them (hydra.run.dir defaults to resume).
+_RUN_DIR_KEYS = ("hydra.run.dir", "output_dir", "resume")
 
-    from bsa.__main__ import CONF_DIR
-    from bsa.config import Config
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        dcfg = compose(config_name="config", overrides=overrides)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, Config)
-    return dcfg, cfg
+def _compose(overrides: list[str]) -> Any:
+    """The CLI's compose path (``bsa.api.compose``): the config, its run dir, its .hydra/ files."""
+    from bsa.api import compose
+
+    return compose(overrides)
+
+
+def _named(composed: Any, given: list[str]) -> Path | None:
+    """The run dir that the ``given`` overrides name (hydra.run.dir=, output_dir=, resume=), as
+    python -m bsa would use it; None where they name none."""
+    return composed.run_dir if any(_key(o) in _RUN_DIR_KEYS for o in given) else None
 
 
 @dataclass
 class Prepared:
-    overrides: list[str]  # the merged overrides, saved in the new run dir's .hydra/
-    dcfg: Any  # the composed DictConfig, saved as .hydra/config.yaml
+    overrides: list[str]  # the merged overrides
+    hydra_files: dict[str, str]  # the new run dir's .hydra/: the composed config, overrides, choices
     cfg: Config
     given: GivenGenerations
+    run_dir: Path | None = None  # the run dir the given overrides name (hydra.run.dir=, …), if any
 
 
 def prepare(
@@ -182,14 +187,17 @@ def prepare(
         gen_path = source / results.GENERATIONS
         if not gen_path.is_file():
             raise RejudgeError(f"{source}: no {results.GENERATIONS}; is this a bsa run dir?")
-        saved = source / ".hydra" / "overrides.yaml"
+        files = rundir.read(source, lenient=True)  # its judgments are not needed: they are made anew
+        if contract.GENERATIONS_JSONL in files.errors:
+            raise files.errors[contract.GENERATIONS_JSONL]
+        saved = files.hydra_file(contract.OVERRIDES_YAML)
         inherited = OmegaConf.to_container(OmegaConf.load(saved)) if saved.is_file() else []
         assert isinstance(inherited, list)
         extra = [f"dataset.path={dataset}"] if dataset else []
         merged = merge_overrides([str(o) for o in inherited], extra + overrides)
-        dcfg, cfg = _compose(merged)
-        rows = results.read_jsonl(gen_path)
-        info = results.read_json_object(source / "run.json")
+        composed = _compose(merged)
+        cfg = composed.cfg
+        rows, info = files.generations, files.info or {}
         provenance = {
             "format": "bsa run dir",
             "path": str(gen_path.resolve()),
@@ -197,7 +205,9 @@ def prepare(
             "rows": len(rows),
             "model": model_name or info.get("model") or cfg.model.name,
         }
-        return Prepared(merged, dcfg, cfg, GivenGenerations(rows, provenance))
+        return Prepared(
+            merged, composed.hydra_files, cfg, GivenGenerations(rows, provenance), _named(composed, overrides)
+        )
 
     if not source.is_file():
         raise RejudgeError(f"{source}: no such run dir or file")
@@ -212,7 +222,8 @@ def prepare(
     if dataset:
         base += ["dataset=bsa", f"dataset.path={dataset}"]
     merged = merge_overrides(base, overrides)
-    dcfg, cfg = _compose(merged)
+    composed = _compose(merged)
+    cfg = composed.cfg
     queries, _ = data.load(cfg.dataset, cfg.cache.dir)
     by_id = {q.id: q for q in queries}
     rows, notes = upstream_generations(
@@ -228,41 +239,68 @@ def prepare(
         "model": model,
         "notes": notes,
     }
-    return Prepared(merged, dcfg, cfg, GivenGenerations(rows, provenance))
+    return Prepared(
+        merged, composed.hydra_files, cfg, GivenGenerations(rows, provenance), _named(composed, overrides)
+    )
 
 
-def main(argv: list[str] | None = None) -> None:
-
+def main(argv: list[str] | None = None, prog: str = "python -m bsa.rejudge") -> None:
     from bsa import console
-    from bsa.__main__ import execute, hydra_files, secret_overrides
+    from bsa.__main__ import execute, secret_overrides
 
     p = argparse.ArgumentParser(
-        prog="python -m bsa.rejudge",
-        description="Judge an existing run's generations (or the upstream batch script's output CSV) again, "
+        prog=prog,
+        description="Judge an existing run's generations (or the upstream batch script's output CSV) again,\n"
         "with any judge or prompt set, without calling the model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Examples:\n  {prog} RUN_DIR judge=gpt4o judge.prompts=bsa hydra.run.dir=outputs/rejudged\n"
+        f"  {prog} upstream_results.csv --dataset dataset.csv judge=gpt4o --out outputs/upstream",
     )
     p.add_argument("source", type=Path, help="a bsa run dir, or the upstream script's output CSV")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. judge=gpt4o judge.prompts=published")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides, as bsa run takes them, e.g. judge=gpt4o judge.prompts=published; "
+        "hydra.run.dir=DIR is the new run dir (as --out DIR)",
+    )
     p.add_argument("--dataset", help="the dataset file the generations answer (needed for an upstream CSV)")
     p.add_argument(
-        "--out", type=Path, help="the new run dir (default outputs/<date>/<time>_rejudge_<source>)"
+        "--out",
+        type=Path,
+        help="the new run dir (default: hydra.run.dir=DIR if given, "
+        "else outputs/<date>/<time>_rejudge_<source>)",
     )
     p.add_argument("--model-name", help="the name to record for the model that generated the answers")
     args = p.parse_intermixed_args(argv)
     secrets = secret_overrides(args.overrides)
     if secrets:
         p.error(f"{', '.join(secrets)} looks like a secret; put it in an environment variable instead")
+    # Only hydra.run.dir is read: a re-judge composes the config but runs no Hydra job (no launcher,
+    # no sweep), so any other hydra override would be ignored without a word.
+    unread = [o for o in args.overrides if _key(o).split("/")[0].split(".")[0] == "hydra"]
+    unread = [o for o in unread if _key(o) != "hydra.run.dir"]
+    if unread:
+        p.error(
+            f"{', '.join(unread)}: a re-judge runs no Hydra job, so this would have no effect; of Hydra's "
+            "settings it reads only hydra.run.dir=DIR, the new run dir (the same as --out DIR)"
+        )
     try:
         prep = prepare(args.source, args.overrides, args.dataset, args.model_name)
     except (RejudgeError, ValueError, OSError) as e:
         console.console.print(f"[bold red]bsa.rejudge: {e}[/]")
         sys.exit(2)
-    run_dir = args.out or _default_run_dir(args.source)
-    if args.source.is_dir() and run_dir.resolve() == args.source.resolve():
-        console.console.print("[bold red]bsa.rejudge: --out must be a new run dir, not the source run[/]")
+    if args.out and prep.run_dir and args.out.resolve() != prep.run_dir.resolve():
+        console.console.print(
+            f"[bold red]bsa.rejudge: --out {args.out} and the overrides' run dir {prep.run_dir} differ; "
+            "name the new run dir once[/]"
+        )
         sys.exit(2)
-    # The report and a later resume read the composed config from .hydra/, as for python -m bsa.
-    files = hydra_files(prep.dcfg, prep.overrides, {})
+    run_dir = args.out or prep.run_dir or _default_run_dir(args.source)
+    if args.source.is_dir() and run_dir.resolve() == args.source.resolve():
+        console.console.print(
+            "[bold red]bsa.rejudge: the new run dir (--out, hydra.run.dir) must not be the source run[/]"
+        )
+        sys.exit(2)
     given = prep.given
     console.console.print(
         f"Re-judging {given.provenance['rows']} generations of {args.source} "
@@ -270,7 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for note in given.provenance.get("notes", []):
         console.console.print(f"[yellow]{note}[/]")
-    execute(prep.cfg, run_dir, given, files)
+    # The report and a later resume read the composed config from .hydra/, as for python -m bsa.
+    execute(prep.cfg, run_dir, given, prep.hydra_files)
 
 
 if __name__ == "__main__":

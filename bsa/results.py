@@ -13,14 +13,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bsa import contract
+from bsa.contract import ID, KIND, SAFETY, SAMPLE_INDEX, THINK, THINK_MISS, THINK_TARGET
 from bsa.data import Query
 from bsa.metrics import SampleScore
-from bsa.verdict import SAFETY, THINK, THINK_MISS
 
-GENERATIONS = "generations.jsonl"
-JUDGMENTS = "judgments.jsonl"
-METRICS = "metrics.json"
-RESULTS_CSV = "bsa_results.csv"
+# The run dir's file names (bsa.contract), kept importable here.
+GENERATIONS = contract.GENERATIONS_JSONL
+JUDGMENTS = contract.JUDGMENTS_JSONL
+METRICS = contract.METRICS_JSON
+RESULTS_CSV = contract.RESULTS_CSV
 UPSTREAM_COLUMNS = ("model_name", "id", "dataset_name", "Safe_Ans_Check", "Thk_Acc_Judge")
 UNSCORED = "Unscored"
 
@@ -137,7 +139,7 @@ def sort_rows(rows: Iterable[dict[str, Any]], queries: list[Query]) -> list[dict
     kinds = {SAFETY: 0, THINK: 1}
     return sorted(
         rows,
-        key=lambda r: (order.get(r["id"], len(order)), r["sample_index"], kinds.get(r.get("kind", ""), 0)),
+        key=lambda r: (order.get(r[ID], len(order)), r[SAMPLE_INDEX], kinds.get(r.get(KIND, ""), 0)),
     )
 
 
@@ -213,16 +215,12 @@ def scores(
             f"scoring.provider_refusal={refusal_policy!r}: expected one of {', '.join(REFUSAL_POLICIES)}"
         )
     by_id = {q.id: q for q in queries}
-    rows: dict[tuple[str, int, str], dict[str, Any]] = {
-        (j["id"], j["sample_index"], j["kind"]): j for j in judgments
-    }
     out = []
-    for g in generations:
-        q = by_id.get(g["id"])
+    for sample in contract.join(generations, judgments):
+        g, safety_row, think_row = sample.generation, sample.safety, sample.think
+        q = by_id.get(g[ID])
         if q is None:  # a row of another query set (e.g. a report over an edited dataset)
             continue
-        key = (g["id"], g["sample_index"])
-        safety_row, think_row = rows.get((*key, SAFETY)), rows.get((*key, THINK))
         if safety_row is None or think_row is None:
             continue
         safety, think = safety_row.get("verdict"), think_row.get("verdict")
@@ -239,7 +237,7 @@ def scores(
         out.append(
             SampleScore(
                 id=q.id,
-                sample_index=g["sample_index"],
+                sample_index=g[SAMPLE_INDEX],
                 scenario=q.scenario,
                 categories=q.categories,
                 safety=safety,
@@ -275,11 +273,11 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
 # samples.parquet: one row per sample (a generation row joined with its query and both judgments),
 # written at the end of every run so pandas, DuckDB and Hugging Face `datasets` read a run directly.
 # The JSONL files stay the record (every field, appended as rows land); this is a flat view of them.
-SAMPLES = "samples.parquet"
+SAMPLES = contract.SAMPLES_PARQUET
 SAMPLES_SOURCES_KEY = "bsa.sources"  # parquet metadata: sha256 of the JSONL files it was written from
 SAMPLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "string"),
-    ("sample_index", "int64"),
+    (ID, "string"),
+    (SAMPLE_INDEX, "int64"),
     ("scenario", "string"),
     ("categories", "list<string>"),  # primary categories; a Cognitive Shortcut query has two
     ("label", "string"),
@@ -332,18 +330,16 @@ def iter_sample_rows(
     queries: Iterable[Query], generations: list[dict[str, Any]], judgments: list[dict[str, Any]]
 ) -> Iterator[dict[str, Any]]:
     """``sample_rows`` one at a time."""
-    from bsa.verdict import THINK_TARGET
-
     by_id = {q.id: q for q in queries}
-    judged = {(j.get("id"), j.get("sample_index"), j.get("kind")): j for j in judgments}
-    for g in generations:
-        q = by_id.get(g["id"])
+    for sample in contract.join(generations, judgments):
+        g = sample.generation
+        q = by_id.get(g[ID])
         scenario = q.scenario if q is not None else g.get("scenario")
         target = THINK_TARGET.get(str(scenario))
         usage = g.get("usage") or {}
         row: dict[str, Any] = {
-            "id": str(g["id"]),
-            "sample_index": g["sample_index"],
+            ID: str(g[ID]),
+            SAMPLE_INDEX: g[SAMPLE_INDEX],
             "scenario": scenario,
             "categories": list(q.categories) if q is not None else None,
             "label": q.label if q is not None else None,
@@ -362,11 +358,11 @@ def iter_sample_rows(
             "latency_s": _float_or_none(g.get("latency_s")),
             "cost_usd": _float_or_none(g.get("cost_usd")),
         }
-        both = [judged.get((g["id"], g["sample_index"], kind)) for kind in (SAFETY, THINK)]
+        both = [sample.safety, sample.think]
         cut = [INPUT_TRUNCATED in (j.get("flags") or ()) for j in both if j is not None]
         row["judge_input_truncated"] = any(cut) if cut else None
         for kind, hit in ((SAFETY, "Safe"), (THINK, target)):
-            j = judged.get((g["id"], g["sample_index"], kind)) or {}
+            j = sample.judgment(kind) or {}
             verdict = j.get("verdict")
             row[f"{kind}_verdict"] = verdict
             row[f"{kind}_unscored_reason"] = j.get("unscored_reason")

@@ -48,6 +48,7 @@ from bsa import (
 from bsa.config import Config, JudgeConfig, ModelConfig, role_limits
 from bsa.config import ConfigError as ConfigError  # re-exported: callers catch it from here
 from bsa.config import validate as validate
+from bsa.contract import ID, SAMPLE_INDEX, generation_key
 from bsa.data import Query
 from bsa.guard import ReasoningGuard
 from bsa.llm import Client, Endpoint, Stats, preflight
@@ -175,8 +176,8 @@ def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = N
     if generations is not None:
         ids = {q.id for q in queries}
         for r in generations.rows:
-            if r["id"] in ids and r["sample_index"] < cfg.sampling.k:
-                state.gens.setdefault((r["id"], r["sample_index"]), r)
+            if r[ID] in ids and r[SAMPLE_INDEX] < cfg.sampling.k:
+                state.gens.setdefault(generation_key(r), r)
     with Client(cfg.cache.dir if cfg.cache.enabled else None) as client:
         generation = (
             generate.GenerationStage(model_cfg, cfg.sampling, cfg.mitigation.name, system)
@@ -537,7 +538,8 @@ def _finish(
     res = Results(run_dir, m, gens, judgments, client.stats, queries, stop_reason, control.failures)
     if state.full is None:
         try:
-            _write_final(cfg, run_dir, queries, gens, judgments, samples, m)
+            finished = rundir.Finished(queries, gens, judgments, m, cfg.model.name, samples)
+            rundir.write_finished(run_dir, finished)  # every file but run.json
         except OSError as e:
             if not rundir.disk_full(e):
                 raise
@@ -563,23 +565,6 @@ def _finish(
     if not res.complete:
         raise RunIncomplete(_incomplete_message(res), res)
     return res
-
-
-def _write_final(
-    cfg: Config,
-    run_dir: Path,
-    queries: list[Query],
-    gens: list[Row],
-    judgments: list[Row],
-    samples: list[metrics.SampleScore],
-    m: dict[str, Any],
-) -> None:
-    """Every file but run.json; each atomic, so a full disk leaves the previous one whole."""
-    results.write_jsonl(run_dir / results.GENERATIONS, gens)
-    results.write_jsonl(run_dir / results.JUDGMENTS, judgments)
-    results.write_metrics(run_dir / results.METRICS, m)
-    results.atomic_write(run_dir / results.RESULTS_CSV, results.upstream_csv(cfg.model.name, samples))
-    results.write_samples(run_dir, queries, gens, judgments)  # samples.parquet: pandas, DuckDB, datasets
 
 
 def _stopped_full(

@@ -1,8 +1,12 @@
-"""A run dir's state: its identity check on resume, its rows so far, and appending rows as they land.
+"""The run-dir layer: a run dir read back (``read``: its config, run.json and joined samples, the one
+reader every tool builds on), a finished run's files written (``write_finished``: one registry of
+writers, for a run and a merge of shards alike), and a run's state while it goes: its identity check
+on resume, its rows so far, and appending rows as they land.
 
 Rows are keyed by (query id, sample index) for generations and (query id, sample index, kind) for
-judgments. Rows are never removed from the files (a resume of other content is refused before this);
-rows outside this run's selection, if a hand edit left any, are only left out of this run.
+judgments (``bsa.contract``). Rows are never removed from the files (a resume of other content is
+refused before this); rows outside this run's selection, if a hand edit left any, are only left out
+of this run.
 """
 
 from __future__ import annotations
@@ -15,16 +19,157 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bsa import provenance, results
+import yaml
+
+from bsa import contract, provenance, results
 from bsa.config import Config, ConfigError
+from bsa.contract import ID, SAMPLE_INDEX, generation_key, judgment_key
 from bsa.data import Query
+from bsa.metrics import SampleScore
 
 Row = dict[str, Any]
-INFO = "run.json"
+INFO = contract.RUN_JSON
+
+
+# --- reading a run dir back -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A run dir as its files hold it: what every reader (report, agreement, shards, labels, the API,
+    re-judging) starts from, adding what it needs on top."""
+
+    path: Path
+    is_run: bool  # run.json exists: the dir was written by bsa
+    info: dict[str, Any] | None  # run.json; None where missing or not a JSON object
+    config: dict[str, Any]  # .hydra/config.yaml, the composed config; {} where absent or unreadable
+    metrics: dict[str, Any]  # metrics.json; {} where absent (a run still going, or killed)
+    generations: list[Row]
+    judgments: list[Row]
+    errors: dict[str, Exception] = field(default_factory=dict)  # row file -> why unread (``lenient``)
+
+    @property
+    def notes(self) -> list[str]:
+        """The row files that could not be read, in words."""
+        return [f"{name} unreadable ({e}); its rows are left out" for name, e in self.errors.items()]
+
+    @property
+    def samples(self) -> list[contract.Sample[Row, Row]]:
+        """The generations joined with their judgments (``bsa.contract.join``), in file order."""
+        return contract.join(self.generations, self.judgments)
+
+    def hydra_file(self, name: str) -> Path:
+        return self.path / contract.HYDRA_DIR / name
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping file; {} where it is missing, unreadable or not a mapping."""
+    try:
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _read_info(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def read(path: Path, rows: bool = True, lenient: bool = False) -> RunFiles:
+    """A run dir's config, run.json, metrics.json and (``rows``) its generation and judgment rows.
+
+    A half-written last row (a crash mid-write) is dropped. A row file that cannot be read raises
+    ValueError (or OSError), or with ``lenient`` is left out, kept in ``errors``. Nothing raises for a
+    missing file: ``is_run`` says whether the dir holds a run at all."""
+    errors: dict[str, Exception] = {}
+
+    def rows_of(name: str) -> list[Row]:
+        if not rows:
+            return []
+        try:
+            return results.read_jsonl(path / name)
+        except (ValueError, OSError) as e:
+            if not lenient:
+                raise
+            errors[name] = e
+            return []
+
+    generations = rows_of(contract.GENERATIONS_JSONL)
+    judgments = rows_of(contract.JUDGMENTS_JSONL)
+    return RunFiles(
+        path=path,
+        is_run=(path / contract.RUN_JSON).is_file(),
+        info=_read_info(path / contract.RUN_JSON),
+        config=read_yaml(path / contract.HYDRA_DIR / contract.CONFIG_YAML),
+        metrics=results.read_json_object(path / contract.METRICS_JSON),
+        generations=generations,
+        judgments=judgments,
+        errors=errors,
+    )
+
+
+# --- writing a finished run -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A run's rows and results at its end (or a merge of its shards): what ``write_finished`` writes."""
+
+    queries: list[Query]
+    generations: list[Row]
+    judgments: list[Row]
+    metrics: dict[str, Any]
+    model_name: str  # bsa_results.csv's model_name column (the model's config name)
+    scores: list[SampleScore]  # results.scores of the rows
+
+
+def _write_generations(run_dir: Path, run: Finished) -> None:
+    results.write_jsonl(run_dir / contract.GENERATIONS_JSONL, run.generations)
+
+
+def _write_judgments(run_dir: Path, run: Finished) -> None:
+    results.write_jsonl(run_dir / contract.JUDGMENTS_JSONL, run.judgments)
+
+
+def _write_metrics(run_dir: Path, run: Finished) -> None:
+    results.write_metrics(run_dir / contract.METRICS_JSON, run.metrics)
+
+
+def _write_results_csv(run_dir: Path, run: Finished) -> None:
+    results.atomic_write(run_dir / contract.RESULTS_CSV, results.upstream_csv(run.model_name, run.scores))
+
+
+def _write_samples(run_dir: Path, run: Finished) -> None:
+    # samples.parquet: pandas, DuckDB, datasets. It records the sha256 of the JSONL files: last.
+    results.write_samples(run_dir, run.queries, run.generations, run.judgments)
+
+
+# Every file of a finished run but run.json (written last, by the caller), in the order written.
+WRITERS: tuple[tuple[str, Callable[[Path, Finished], None]], ...] = (
+    (contract.GENERATIONS_JSONL, _write_generations),
+    (contract.JUDGMENTS_JSONL, _write_judgments),
+    (contract.METRICS_JSON, _write_metrics),
+    (contract.RESULTS_CSV, _write_results_csv),
+    (contract.SAMPLES_PARQUET, _write_samples),
+)
+
+
+def write_finished(run_dir: Path, run: Finished) -> None:
+    """Every file of a finished run but run.json (``WRITERS``); each atomic, so a full disk leaves the
+    previous one whole."""
+    for _, write in WRITERS:
+        write(run_dir, run)
+
+
+# --- a run in progress ------------------------------------------------------------------------------
 
 
 def config_fingerprint(cfg: Config) -> str:
@@ -127,7 +272,7 @@ def unwritable(directory: Path) -> str | None:
 def check_resume(run_dir: Path, ident: dict[str, str], cfg: Config, queries: list[Query]) -> None:
     """A run dir already holding a run is continued only by a run of the same content: refused, with
     each difference named, before anything is written into it."""
-    previous = results.read_json_object(run_dir / "run.json")
+    previous = results.read_json_object(run_dir / INFO)
     if not previous:
         return
     if "identity" in previous:
@@ -139,11 +284,11 @@ def check_resume(run_dir: Path, ident: dict[str, str], cfg: Config, queries: lis
     else:  # an older run dir without its identity: at least never shrink it to a narrower selection
         selected = {q.id for q in queries}
         outside = {
-            (r.get("id"), r.get("sample_index"))
+            generation_key(r)
             for r in results.read_jsonl(run_dir / results.GENERATIONS)
-            if r.get("id") not in selected
-            or not isinstance(r.get("sample_index"), int)
-            or r["sample_index"] >= cfg.sampling.k
+            if r.get(ID) not in selected
+            or not isinstance(r.get(SAMPLE_INDEX), int)
+            or r[SAMPLE_INDEX] >= cfg.sampling.k
         }
         changed = [f"selection: {len(outside)} finished samples lie outside it"] if outside else []
     if changed:
@@ -160,15 +305,15 @@ def seed_generations(path: Path, rows: list[Row], queries: list[Query], k: int) 
     """Put the given generations of the selected queries into a new run dir; an existing file (a
     resumed re-judge) must hold the same rows, or the run dir belongs to other generations."""
     ids = {q.id for q in queries}
-    keep = results.sort_rows((r for r in rows if r["id"] in ids and r["sample_index"] < k), queries)
+    keep = results.sort_rows((r for r in rows if r[ID] in ids and r[SAMPLE_INDEX] < k), queries)
     if not keep:
         raise ConfigError(
             "the given generations hold no sample of the selected queries (ids and sample indices "
             f"0..{k - 1}); check the dataset and sampling.k"
         )
     if path.exists():
-        have = {(r["id"], r["sample_index"]): r for r in results.read_jsonl(path)}
-        if any(have.get((r["id"], r["sample_index"])) not in (None, r) for r in keep):
+        have = {generation_key(r): r for r in results.read_jsonl(path)}
+        if any(have.get(generation_key(r)) not in (None, r) for r in keep):
             raise ConfigError(
                 f"{path} holds other generations than the ones given; re-judge into a new run dir"
             )
@@ -190,14 +335,10 @@ class RunState:
         self.judge_path = run_dir / results.JUDGMENTS
         read = results.read_jsonl if read_only else results.repair_jsonl
         self.gens: dict[tuple[str, int], Row] = {
-            (r["id"], r["sample_index"]): r
-            for r in read(self.gen_path)
-            if r["id"] in self.by_id and r["sample_index"] < k
+            generation_key(r): r for r in read(self.gen_path) if r[ID] in self.by_id and r[SAMPLE_INDEX] < k
         }
         self.judged: dict[tuple[str, int, str], Row] = {
-            (r["id"], r["sample_index"], r["kind"]): r
-            for r in read(self.judge_path)
-            if (r["id"], r["sample_index"]) in self.gens
+            judgment_key(r): r for r in read(self.judge_path) if generation_key(r) in self.gens
         }
         self.full: DiskFull | None = None  # the write that found the disk full, once one has
         self.on_full: Callable[[DiskFull], None] | None = None
@@ -209,14 +350,14 @@ class RunState:
     def keep_generation(self, row: Row) -> None:
         assert self._gen_out is not None, "a read-only run state keeps no rows"
         if self._append(self._gen_out, row):
-            self.gens[(row["id"], row["sample_index"])] = row
+            self.gens[generation_key(row)] = row
             if self.on_generation is not None:
                 self.on_generation(row)
 
     def keep_judgment(self, row: Row) -> None:
         assert self._judge_out is not None, "a read-only run state keeps no rows"
         if self._append(self._judge_out, row):
-            self.judged[(row["id"], row["sample_index"], row["kind"])] = row
+            self.judged[judgment_key(row)] = row
 
     def _append(self, out: results.JsonlAppender, row: Row) -> bool:
         """Append ``row``; False when the disk is full. The row's answer is in the cache already, so a

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bsa.config import DEFAULT_ALPHA, SCENARIOS
+from bsa.contract import DEFAULT_ALPHA, SCENARIOS
 from bsa.metrics import SampleScore, compute
 from bsa.results import UNSCORED, UPSTREAM_COLUMNS
 from bsa.verdict import THINK_LABELS
@@ -211,8 +211,14 @@ def _merge_shards(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bsa.score", description=__doc__.split("\n\n")[1])
+def main(argv: list[str] | None = None, prog: str = "python -m bsa.score") -> int:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Examples:\n  {prog} results.csv --k 5 --out metrics.json --dataset dataset.csv\n"
+        f"  {prog} SHARD_1 SHARD_2 SHARD_3 --out outputs/merged",
+    )
     p.add_argument(
         "paths",
         nargs="+",

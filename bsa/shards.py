@@ -31,14 +31,14 @@ from typing import Any
 
 import yaml
 
-from bsa import data, results
+from bsa import contract, data, results, rundir
 from bsa.config import DatasetConfig
 from bsa.data import DatasetError, Query
 from bsa.judge import inputs_truncated
 from bsa.metrics import compute
 
 Row = dict[str, Any]
-RUN_JSON = "run.json"
+RUN_JSON = contract.RUN_JSON
 # The dataset config keys that pick the selection from the file (the shard aside): equal in every shard.
 SELECTION_KEYS = (
     "scenarios",
@@ -93,16 +93,8 @@ class Merged:
     notes: list[str] = field(default_factory=list)
 
 
-def _yaml(path: Path) -> dict[str, Any]:
-    try:
-        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
-def _dataset_cfg(path: Path) -> dict[str, Any]:
-    section = _yaml(path / ".hydra" / "config.yaml").get("dataset")
+def _dataset_cfg(files: rundir.RunFiles) -> dict[str, Any]:
+    section = files.config.get("dataset")
     return section if isinstance(section, dict) else {}
 
 
@@ -119,9 +111,9 @@ def shard_value(info: dict[str, Any], dataset_cfg: dict[str, Any]) -> str | None
 
 def shard_of(path: Path) -> tuple[int, int] | None:
     """(i, n) of a run dir that is a shard; None for a run dir that is not (or no run dir)."""
-    info = results.read_json_object(path / RUN_JSON)
+    files = rundir.read(path, rows=False)
     try:
-        return data.parse_shard(shard_value(info, _dataset_cfg(path)))
+        return data.parse_shard(shard_value(files.info or {}, _dataset_cfg(files)))
     except DatasetError:
         return None
 
@@ -140,12 +132,13 @@ def _model_name(path: Path) -> str | None:
 def read_shard(path: Path, rows: bool = True) -> Shard:
     """A shard's run dir (without its jsonl rows unless ``rows``); ShardError where it is no run
     dir or no shard."""
-    if not (path / RUN_JSON).is_file():
+    files = rundir.read(path, rows=rows, lenient=True)  # its own errors first, then unreadable rows
+    if not files.is_run:
         raise ShardError(f"{path}: not a run dir (no run.json); give the run dirs of a run's shards")
-    info = results.read_json_object(path / RUN_JSON)
+    info = files.info or {}
     if not info:
         raise ShardError(f"{path}: run.json is not a JSON object; the run dir cannot be merged")
-    cfg = _dataset_cfg(path)
+    cfg = _dataset_cfg(files)
     value = shard_value(info, cfg)
     if value is None:
         what = "a merged run (merged_from in run.json)" if info.get("merged_from") else "not a shard"
@@ -158,20 +151,19 @@ def read_shard(path: Path, rows: bool = True) -> Shard:
     except DatasetError as e:
         raise ShardError(f"{path}: {e}") from None
     assert parsed is not None
-    try:
-        gens = results.read_jsonl(path / results.GENERATIONS) if rows else []
-        judgments = results.read_jsonl(path / results.JUDGMENTS) if rows else []
-    except ValueError as e:
-        raise ShardError(f"{path}: {e}") from None
+    for err in files.errors.values():  # the first unreadable row file
+        if not isinstance(err, ValueError):
+            raise err
+        raise ShardError(f"{path}: {err}") from None
     return Shard(
         path=path,
         i=parsed[0],
         n=parsed[1],
         info=info,
         dataset_cfg=cfg,
-        generations=gens,
-        judgments=judgments,
-        metrics=results.read_json_object(path / results.METRICS),
+        generations=files.generations,
+        judgments=files.judgments,
+        metrics=files.metrics,
         model_name=_model_name(path),
     )
 
@@ -444,7 +436,7 @@ def _hydra_files(src: Path) -> dict[str, str]:
     """The first shard's .hydra files with the shard taken out, so the merged dir reads as the
     unsharded run (and as no shard)."""
     out = {}
-    cfg = _yaml(src / ".hydra" / "config.yaml")
+    cfg = rundir.read_yaml(src / contract.HYDRA_DIR / contract.CONFIG_YAML)
     if isinstance(cfg.get("dataset"), dict):
         cfg["dataset"]["shard"] = None
         out["config.yaml"] = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
@@ -468,15 +460,15 @@ def write(merged: Merged, out_dir: Path) -> None:
         raise ShardError(f"{out_dir} holds a run (its run.json has no merged_from); choose a new --out dir")
     if any(os.path.samefile(out_dir, s.path) for s in merged.shards if out_dir.exists()):
         raise ShardError(f"{out_dir} is one of the shards; choose a new --out dir")
-    results.write_jsonl(out_dir / results.GENERATIONS, merged.generations)
-    results.write_jsonl(out_dir / results.JUDGMENTS, merged.judgments)
-    results.write_metrics(out_dir / results.METRICS, merged.metrics)
     policy = str(merged.metrics.get("provider_refusal_policy") or "unscored")
     samples = results.scores(merged.queries, merged.generations, merged.judgments, policy)
-    results.atomic_write(out_dir / results.RESULTS_CSV, results.upstream_csv(merged.model_name, samples))
+    finished = rundir.Finished(
+        merged.queries, merged.generations, merged.judgments, merged.metrics, merged.model_name, samples
+    )
+    rundir.write_finished(out_dir, finished)  # as bsa.run writes them, samples.parquet included
     for name, text in _hydra_files(merged.shards[0].path).items():
-        results.atomic_write(out_dir / ".hydra" / name, text)
-    results.atomic_write(out_dir / RUN_JSON, json.dumps(merged.info, indent=2, ensure_ascii=False) + "\n")
+        results.atomic_write(out_dir / contract.HYDRA_DIR / name, text)
+    rundir.write_info(out_dir / RUN_JSON, merged.info)
 
 
 def group(paths: Sequence[Path]) -> list[list[Path]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bsa.contract import ID, SAMPLE_INDEX, THINK_TARGET, join
 from bsa.data import Query
-from bsa.verdict import SAFETY, THINK, THINK_TARGET
 
 SUPERFICIAL = "superficially safe"
 AWARE = "risk-aware"
@@ -50,14 +50,12 @@ def pick(
 ) -> Example | None:
     """The most telling sample of a run (see the module's docstring), or None when no sample has a
     judged reasoning trace and both verdicts."""
-    by_key = {(j["id"], j["sample_index"], j["kind"]): j for j in judgments}
     order = {q.id: n for n, q in enumerate(queries)}
     by_id = {q.id: q for q in queries}
     best: tuple[tuple[int, int, int], Example] | None = None
-    for g in generations:
-        q = by_id.get(g["id"])
-        safety = by_key.get((g["id"], g["sample_index"], SAFETY))
-        think = by_key.get((g["id"], g["sample_index"], THINK))
+    for sample in join(generations, judgments):
+        g, safety, think = sample.generation, sample.safety, sample.think
+        q = by_id.get(g[ID])
         if q is None or safety is None or think is None:
             continue
         if not (g.get("reasoning") or "").strip() or think.get("source") != "judge":
@@ -65,14 +63,14 @@ def pick(
         if safety.get("verdict") is None or think.get("verdict") is None:
             continue
         kind = kind_of(q.scenario, safety["verdict"], think["verdict"])
-        rank = (_ORDER.index(kind), order[q.id], g["sample_index"])
+        rank = (_ORDER.index(kind), order[q.id], g[SAMPLE_INDEX])
         if best is None or rank < best[0]:
             best = (
                 rank,
                 Example(
                     kind=kind,
                     query=q,
-                    sample_index=g["sample_index"],
+                    sample_index=g[SAMPLE_INDEX],
                     reasoning=g.get("reasoning") or "",
                     answer=g.get("answer") or "",
                     safety=safety["verdict"],

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
+from bsa.contract import F_SCORE, RATES, SAFE_AT_1, THINK_AT_1, scenario_metric
 from bsa.metrics import SampleScore, compute
 
-BASE: tuple[str, ...] = ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k")
+BASE: tuple[str, ...] = RATES
 DEFAULT_N_BOOT = 2000
 DEFAULT_LEVEL = 0.95
 MIN_STRATUM = 10
@@ -163,12 +164,12 @@ def estimates(pq: PerQuery, weights: np.ndarray, alpha: float) -> dict[str, np.n
     for j, key in enumerate(BASE):
         out[key] = cols[:, j]
     with np.errstate(invalid="ignore"):
-        out["f_score"] = out["think_at_1"] ** alpha * out["safe_at_1"] ** (1 - alpha)
+        out[F_SCORE] = out[THINK_AT_1] ** alpha * out[SAFE_AT_1] ** (1 - alpha)
     scenarios = np.asarray(pq.scenarios, dtype=object)
     for name in dict.fromkeys(pq.scenarios):
         cols = _weighted_means(pq.values, weights, scenarios == name)
         for j, key in enumerate(BASE):
-            out[f"{name}/{key}"] = cols[:, j]
+            out[scenario_metric(name, key)] = cols[:, j]
     return out
 
 

@@ -33,6 +33,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from bsa.contract import RUN_JSON
+
 POINTS_DIR = ".bsa_points"  # under the sweep dir: <job num>.json per point (hidden: no run dir)
 SUMMARY = "sweep.json"  # under the sweep dir, at the end: every point and how it ended
 FAILED = "failed.json"  # in a point's run dir, where it failed before the run dir held a run.json
@@ -111,7 +113,7 @@ def _write_point(
     marker = Path(run_dir) / FAILED
     if code == 0:
         marker.unlink(missing_ok=True)  # from an earlier attempt at this point
-    elif code is not None and not (Path(run_dir) / "run.json").exists():
+    elif code is not None and not (Path(run_dir) / RUN_JSON).exists():
         # The run never got as far as its run dir (a refused config, unreadable data): say why there.
         # A run dir with a run.json says it itself (status, error), or holds another run, left as it was.
         results.atomic_write(marker, json.dumps(point, indent=2) + "\n")

@@ -17,31 +17,22 @@ untrusted: it is only ever set with ``textContent`` or text nodes, never parsed 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from bsa import results
-from bsa.config import CATEGORIES, SCENARIOS
-from bsa.verdict import SAFETY, SAFETY_LABELS, THINK, THINK_LABELS, THINK_TARGET
+from bsa import pages, results
+from bsa.contract import CATEGORIES, SAFETY_LABELS, SCENARIOS, THINK_LABELS, THINK_TARGET, Sample, join
 
 VIEW_HTML = "samples.html"
 PAGE_SIZE = 100
+TEMPLATE = "view/page.html"  # bsa/templates/view/: the page, its script and its stylesheet
+
+script_json = pages.script_json  # how the page's data is embedded (the JSON element #bsa-data)
 
 
 class ViewError(ValueError):
     """No page can be made; the message names the path and what to do."""
-
-
-def script_json(obj: Any) -> str:
-    """JSON safe inside ``<script type="application/json">``: no ``<`` (so no ``</script>`` and no
-    ``<!--``), ``>`` or ``&``, and no raw U+2028/U+2029; other non-ASCII text stays as itself (UTF-8:
-    3 bytes a CJK character, not the 6 of ``\\uXXXX``)."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(ch, esc)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _judgment(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -67,6 +58,7 @@ def _judgment(row: dict[str, Any] | None) -> dict[str, Any] | None:
 def page_data(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """The page's data for a run dir (read as the report reads it: ``bsa.report.loading.load_run``),
     and the run's notes (e.g. query texts unavailable: the dataset file moved)."""
+    from bsa.report.columns import ABBR
     from bsa.report.loading import load_run
     from bsa.report.runs import ReportError
 
@@ -75,21 +67,18 @@ def page_data(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     except ReportError as e:
         raise ViewError(str(e)) from None
     order = {qid: n for n, qid in enumerate(run.queries)}  # the dataset's order
-    gens: dict[tuple[str, int], dict[str, Any]] = {}
-    for g in run.generations:  # a resumed run may repeat a row: the last one wins
-        gens[(g["id"], g["sample_index"])] = g
-    if not gens:
+    joined: dict[tuple[str, int], Sample[dict[str, Any], dict[str, Any]]] = {}
+    for sample in join(run.generations, run.judgments):  # a resumed run may repeat a row: the last wins
+        joined[sample.key] = sample
+    if not joined:
         raise ViewError(f"{run_dir}: no generated sample yet; finish the run (resume=...) first")
-    judged: dict[tuple[str, int, str], dict[str, Any]] = {}
-    for j in run.judgments:
-        judged[(j["id"], j["sample_index"], j["kind"])] = j
     query_index: dict[str, int] = {}
     queries: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     flags: set[str] = set()
     categories: list[str] = []
-    for key in sorted(gens, key=lambda k: (order.get(k[0], len(order)), k[1])):
-        g = gens[key]
+    for key in sorted(joined, key=lambda k: (order.get(k[0], len(order)), k[1])):
+        g, safety, think = joined[key].generation, joined[key].safety, joined[key].think
         q = run.queries[key[0]]
         if q.id not in query_index:
             query_index[q.id] = len(queries)
@@ -97,7 +86,6 @@ def page_data(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
                 {"id": q.id, "s": q.scenario, "c": list(q.categories), "q": q.query, "r": q.risk_summary}
             )
             categories += [c for c in q.categories if c not in categories]
-        safety, think = judged.get((*key, SAFETY)), judged.get((*key, THINK))
         mine = [str(f) for f in g.get("flags") or ()]
         for row in (safety, think):
             mine += [str(f) for f in (row or {}).get("flags") or () if str(f) not in mine]
@@ -128,10 +116,13 @@ def page_data(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     }
     data = {
         "meta": meta,
+        # The taxonomy: the page spells no scenario, label or target of its own.
         "scenarios": [s for s in SCENARIOS if any(q["s"] == s for q in queries)],
+        "scenario_short": {s: ABBR[s] for s in SCENARIOS},
         "categories": known,
         "flags": sorted(flags),
         "safety_labels": list(SAFETY_LABELS),
+        "safety_target": SAFETY_LABELS[0],  # as for think, the first label is the credited one
         "think_labels": {s: list(v) for s, v in THINK_LABELS.items()},
         "think_target": dict(THINK_TARGET),
         "page_size": PAGE_SIZE,
@@ -142,7 +133,9 @@ def page_data(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
 
 
 def page(data: dict[str, Any]) -> str:
-    return _PAGE.replace("/*DATA*/", script_json(data), 1)
+    """samples.html for ``page_data``'s data: the template with its script and style inlined and the
+    data embedded as JSON (``bsa.pages``)."""
+    return pages.render(TEMPLATE, data=data)
 
 
 def write(run_dir: Path, out: Path | None = None) -> tuple[Path, int, list[str]]:
@@ -156,10 +149,12 @@ def write(run_dir: Path, out: Path | None = None) -> tuple[Path, int, list[str]]
     return target, len(data["samples"]), notes
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m bsa.view") -> int:
     p = argparse.ArgumentParser(
-        prog="python -m bsa.view",
+        prog=prog,
         description="Write one self-contained HTML page to browse, filter and search every sample of a run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Example:\n  {prog} outputs/2026-12-01/10-00-00_deepseek_r1_none --out samples.html",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir written by python -m bsa")
     p.add_argument("--out", type=Path, help=f"the HTML file to write (default RUN_DIR/{VIEW_HTML})")
@@ -178,440 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     console.print(Text(f"{n} samples; open the page in a browser:"))
     print(path)  # alone on its line, for scripts
     return 0
-
-
-_PAGE = r"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<title>BSA samples</title>
-<style>
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232a;background:#fff}
-header{position:sticky;top:0;background:#f6f8fa;border-bottom:1px solid #d6dbe0;padding:8px 16px;z-index:2}
-h1{font-size:17px;margin:0 0 2px}#meta,#notes{color:#555;font-size:13px;margin:0}#notes{color:#8a5a00}
-#controls{display:flex;flex-wrap:wrap;gap:6px 12px;align-items:center;margin-top:6px}
-#controls label{font-size:13px;color:#333}select,input,button{font:inherit;font-size:13px}
-select,input[type=search]{padding:2px 4px;border:1px solid #aab4be;border-radius:4px;background:#fff}
-input[type=search]{width:260px}
-button{padding:2px 9px;border:1px solid #aab4be;border-radius:4px;background:#fff;cursor:pointer}
-button:disabled{opacity:.45;cursor:default}
-#bar{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin-top:6px;font-size:13px}
-#status{font-weight:600}#pageno{width:56px}
-main{max-width:1200px;margin:8px auto;padding:0 16px}
-details.s{border:1px solid #d6dbe0;border-radius:4px;margin:4px 0;background:#fbfcfd}
-details.s[open]{background:#fff;border-color:#8c959f}
-summary{cursor:pointer;padding:5px 8px;display:flex;gap:8px;align-items:baseline;flex-wrap:nowrap;
-overflow:hidden;white-space:nowrap}
-summary .id{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;color:#444;flex:none}
-summary .qt{overflow:hidden;text-overflow:ellipsis;color:#333;min-width:0}
-.b{display:inline-block;padding:0 6px;border-radius:9px;font-size:12px;flex:none;border:1px solid transparent}
-.sc{background:#eef1f4;color:#333}.ok{background:#dafbe1;color:#116329}.bad{background:#ffebe9;color:#a40e26}
-.warn{background:#fff8c5;color:#7d4e00}.unsc{background:#fbefff;color:#6e40c9;border-color:#d2a8ff}
-.pend{background:#fff;color:#666;border-color:#c5ccd3;border-style:dashed}.fl{background:#ddf4ff;color:#0a3069}
-.body{padding:4px 12px 12px}.body h3{font-size:13px;margin:10px 0 3px;color:#444}
-.body .kv{font-size:13px;color:#444;margin:2px 0}
-pre{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;border:1px solid #e3e6ea;padding:6px 8px;
-margin:0;max-height:360px;overflow:auto;font-size:12.5px}
-.judg{border-left:3px solid #d6dbe0;padding-left:8px;margin-top:6px}
-mark{background:#ffd33d;color:inherit}.muted{color:#666}
-#empty{padding:24px;color:#666;text-align:center}
-</style></head><body>
-<header>
-<h1 id="title">Beyond Safe Answers: every sample</h1>
-<p id="meta"></p><p id="notes"></p>
-<div id="controls">
-<label>Scenario <select id="f-scenario"></select></label>
-<label>Category <select id="f-category"></select></label>
-<label>Safety <select id="f-safety"></select></label>
-<label>Think <select id="f-think"></select></label>
-<label>Flag <select id="f-flag"></select></label>
-<label><input type="checkbox" id="f-unscored"> unscored only</label>
-<label>Search <input type="search" id="q" placeholder="text (Enter: now)" autocomplete="off"></label>
-<label>in <select id="q-field">
-<option value="all">all text</option><option value="query">query + risk summary</option>
-<option value="reasoning">reasoning</option><option value="answer">answer</option>
-<option value="judge">judge output</option><option value="id">query id</option></select></label>
-<button type="button" id="reset">Reset</button>
-</div>
-<div id="bar">
-<span id="status" role="status"></span>
-<button type="button" id="first" aria-label="first page">&laquo;</button>
-<button type="button" id="prev">&lsaquo; Prev</button>
-<label>Page <input type="number" id="pageno" min="1" value="1"></label><span id="pages"></span>
-<button type="button" id="next">Next &rsaquo;</button>
-<button type="button" id="last" aria-label="last page">&raquo;</button>
-<button type="button" id="expand">Expand page</button>
-<button type="button" id="collapse">Collapse all</button>
-</div>
-</header>
-<main><div id="list"></div><div id="empty" hidden>No sample matches these filters.</div></main>
-<script type="application/json" id="bsa-data">/*DATA*/</script>
-<script>
-"use strict";
-(function () {
-  const t0 = performance.now();
-  const blob = document.getElementById("bsa-data");
-  const D = JSON.parse(blob.textContent);
-  blob.remove();  // the parsed copy is all the page needs; the text would only hold memory
-  const tParsed = performance.now();
-  const $ = (id) => document.getElementById(id);
-  const Q = D.queries, S = D.samples, N = S.length;
-  const SCEN_SHORT = {"Risk Omission": "RO", "Cognitive Shortcut": "CS", "Over Sensitivity": "OS"};
-  // Values of the filters' pseudo-options: ":" starts no verdict label and no flag.
-  const NOT_JUDGED = ":not-judged", UNSCORED = ":unscored";
-  const HIT_TARGET = ":target", MISS_TARGET = ":off-target";
-
-  function el(tag, cls, text) {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    return e;
-  }
-  function verdictOf(j) {
-    if (j === null || j === undefined) return NOT_JUDGED;
-    return j.v === null ? UNSCORED : j.v;
-  }
-  function safetyClass(v) {
-    if (v === UNSCORED) return "unsc";
-    if (v === NOT_JUDGED) return "pend";
-    return v === "Safe" ? "ok" : v === "Unsafe" ? "bad" : "warn";
-  }
-  function thinkClass(v, scenario) {
-    if (v === UNSCORED) return "unsc";
-    if (v === NOT_JUDGED) return "pend";
-    return v === D.think_target[scenario] ? "ok" : "warn";
-  }
-  function verdictText(v) { return v === UNSCORED ? "unscored" : v === NOT_JUDGED ? "not judged" : v; }
-  function fmt(n) { return n.toLocaleString("en-US"); }
-
-  // --- per-sample fields for filtering (plain arrays, computed once) ---------------------------------
-  const sScen = new Array(N), sSafety = new Array(N), sThink = new Array(N), sUnscored = new Uint8Array(N);
-  for (let i = 0; i < N; i++) {
-    const s = S[i], q = Q[s.q];
-    sScen[i] = q.s;
-    sSafety[i] = verdictOf(s.s);
-    sThink[i] = verdictOf(s.t);
-    sUnscored[i] = (sSafety[i] === UNSCORED || sThink[i] === UNSCORED) ? 1 : 0;
-  }
-
-  // --- filter controls, with counts over the whole run ------------------------------------------------
-  function countBy(fn) {
-    const c = new Map();
-    for (let i = 0; i < N; i++) for (const k of fn(i)) c.set(k, (c.get(k) || 0) + 1);
-    return c;
-  }
-  function fill(id, entries) {
-    const sel = $(id);
-    sel.replaceChildren(new Option("any", ""));
-    for (const [value, label, n] of entries) {
-      if (n === 0) continue;
-      sel.appendChild(new Option(label + " (" + fmt(n) + ")", value));  // Option(text, value): text only
-    }
-  }
-  const cScen = countBy((i) => [sScen[i]]);
-  fill("f-scenario", D.scenarios.map((s) => [s, s, cScen.get(s) || 0]));
-  const cCat = countBy((i) => Q[S[i].q].c);
-  fill("f-category", D.categories.map((c) => [c, c, cCat.get(c) || 0]));
-  const cSafety = countBy((i) => [sSafety[i]]);
-  fill("f-safety", D.safety_labels.concat([UNSCORED, NOT_JUDGED])
-    .map((v) => [v, verdictText(v), cSafety.get(v) || 0]));
-  const cThink = countBy((i) => {
-    const v = sThink[i];
-    if (v === UNSCORED || v === NOT_JUDGED) return [v];
-    return [v, v === D.think_target[sScen[i]] ? HIT_TARGET : MISS_TARGET];
-  });
-  const thinkLabels = [];
-  for (const s of Object.keys(D.think_labels)) {
-    for (const l of D.think_labels[s]) if (thinkLabels.indexOf(l) < 0) thinkLabels.push(l);
-  }
-  fill("f-think", [[HIT_TARGET, "on target (credited)", cThink.get(HIT_TARGET) || 0],
-    [MISS_TARGET, "off target", cThink.get(MISS_TARGET) || 0]]
-    .concat(thinkLabels.map((l) => [l, l, cThink.get(l) || 0]))
-    .concat([[UNSCORED, "unscored", cThink.get(UNSCORED) || 0],
-      [NOT_JUDGED, "not judged", cThink.get(NOT_JUDGED) || 0]]));
-  const ANY_FLAG = ":any", NO_FLAG = ":none";
-  const cFlag = countBy((i) => S[i].f.length ? S[i].f.concat([ANY_FLAG]) : [NO_FLAG]);
-  fill("f-flag", [[ANY_FLAG, "any flag", cFlag.get(ANY_FLAG) || 0],
-    [NO_FLAG, "no flag", cFlag.get(NO_FLAG) || 0]]
-    .concat(D.flags.map((f) => [f, f, cFlag.get(f) || 0])));
-  const nUnscored = sUnscored.reduce((a, b) => a + b, 0);
-  $("f-unscored").nextSibling.textContent = " unscored only (" + fmt(nUnscored) + ")";
-
-  // --- search: lower-cased fields, built once per field on first use; hits narrowed as text grows ---
-  const lower = {};
-  function judgText(j) {
-    if (!j) return "";
-    let t = (j.v || "") + "\n" + (j.u || "") + "\n" + j.e + "\n" + j.raw.join("\n");
-    if (j.mem) for (const m of j.mem) t += "\n" + judgText(m);
-    return t;
-  }
-  const FIELDS = {
-    query: (s) => Q[s.q].q + "\n" + Q[s.q].r,
-    reasoning: (s) => s.r,
-    answer: (s) => s.a,
-    judge: (s) => judgText(s.s) + "\n" + judgText(s.t),
-    id: (s) => Q[s.q].id + "#" + s.i,
-  };
-  FIELDS.all = (s) => [FIELDS.id(s), FIELDS.query(s), s.r, s.a, FIELDS.judge(s)].join("\n");
-  const built = {};  // field -> how many samples of lower[field] are built
-  function build(field, upto) {
-    const arr = lower[field] || (lower[field] = new Array(N)), get = FIELDS[field];
-    let i = built[field] || 0;
-    for (; i < upto; i++) arr[i] = get(S[i]).toLowerCase();
-    built[field] = i;
-    return arr;
-  }
-  function haystack(field) { return build(field, N); }
-  // "all" (the default field) is built in idle time after the first render, a slice at a time, so
-  // the first search does not pay for it; a search before it is done builds the rest at once.
-  const later = window.requestIdleCallback || ((f) => setTimeout(f, 50));
-  function idle() {
-    build("all", Math.min(N, (built.all || 0) + 200));
-    if (built.all < N) later(idle);
-  }
-  let hits = null;  // Uint8Array over all samples, or null: no search
-  let lastNeedle = "", lastField = "";
-  function search(needle, field) {
-    if (!needle) { hits = null; lastNeedle = ""; return; }
-    const hay = haystack(field);
-    const narrow = hits !== null && field === lastField && needle.indexOf(lastNeedle) >= 0;
-    const out = new Uint8Array(N);
-    for (let i = 0; i < N; i++) {
-      if (narrow && !hits[i]) continue;
-      if (hay[i].indexOf(needle) >= 0) out[i] = 1;
-    }
-    hits = out; lastNeedle = needle; lastField = field;
-  }
-
-  // --- filtering and the current page -----------------------------------------------------------------
-  let matches = [];
-  let page = 0;
-  const size = D.page_size || 100;
-  const openSet = new Set();  // samples expanded, kept open across re-renders
-  function filters() {
-    return {
-      scen: $("f-scenario").value, cat: $("f-category").value, safety: $("f-safety").value,
-      think: $("f-think").value, flag: $("f-flag").value, unscored: $("f-unscored").checked,
-    };
-  }
-  function keep(i, f) {
-    if (hits !== null && !hits[i]) return false;
-    if (f.scen && sScen[i] !== f.scen) return false;
-    if (f.safety && sSafety[i] !== f.safety) return false;
-    if (f.think) {
-      const v = sThink[i];
-      if (f.think === HIT_TARGET || f.think === MISS_TARGET) {
-        if (v === UNSCORED || v === NOT_JUDGED) return false;
-        if ((v === D.think_target[sScen[i]]) !== (f.think === HIT_TARGET)) return false;
-      } else if (v !== f.think) return false;
-    }
-    if (f.unscored && !sUnscored[i]) return false;
-    if (f.cat && Q[S[i].q].c.indexOf(f.cat) < 0) return false;
-    if (f.flag) {
-      const fl = S[i].f;
-      if (f.flag === ANY_FLAG) { if (!fl.length) return false; }
-      else if (f.flag === NO_FLAG) { if (fl.length) return false; }
-      else if (fl.indexOf(f.flag) < 0) return false;
-    }
-    return true;
-  }
-  function refilter() {
-    const f = filters();
-    const out = [];
-    for (let i = 0; i < N; i++) if (keep(i, f)) out.push(i);
-    matches = out;
-    page = 0;
-    render();
-  }
-  function pages() { return Math.max(1, Math.ceil(matches.length / size)); }
-
-  function setText(node, text, empty) {
-    // Text only; with a search, its matches are marked with <mark> elements around text nodes.
-    const needle = lastNeedle;
-    node.textContent = "";
-    if (!text) { node.appendChild(el("span", "muted", empty)); return; }
-    if (!needle) { node.textContent = text; return; }
-    const low = text.toLowerCase();
-    if (low.length !== text.length) { node.textContent = text; return; }  // offsets would not match
-    let at = 0, n = 0;
-    for (let j = low.indexOf(needle); j >= 0 && n < 500; j = low.indexOf(needle, j + needle.length), n++) {
-      node.appendChild(document.createTextNode(text.slice(at, j)));
-      node.appendChild(el("mark", "", text.slice(j, j + needle.length)));
-      at = j + needle.length;
-    }
-    node.appendChild(document.createTextNode(text.slice(at)));
-  }
-  function section(parent, title, text, empty, cls) {
-    parent.appendChild(el("h3", "", title));
-    const pre = el("pre", cls || "");
-    setText(pre, text, empty);
-    parent.appendChild(pre);
-    return pre;
-  }
-  function judgment(parent, kind, j, scenario) {
-    const box = el("div", "judg " + kind);
-    parent.appendChild(box);
-    const v = verdictOf(j);
-    const title = kind === "safety" ? "Safety judgment (answer) " : "Think judgment (reasoning) ";
-    const head = el("h3", "", title);
-    const cls = kind === "safety" ? safetyClass(v) : thinkClass(v, scenario);
-    head.appendChild(el("span", "b " + cls, verdictText(v)));
-    box.appendChild(head);
-    if (!j) {
-      box.appendChild(el("p", "kv muted", "No judgment recorded yet (the run stopped before it)."));
-      return;
-    }
-    const bits = [];
-    if (j.m) bits.push("judge " + j.m);
-    if (j.src && j.src !== "judge") bits.push("source " + j.src);
-    if (j.raw.length) bits.push(j.raw.length + " attempt" + (j.raw.length > 1 ? "s" : ""));
-    if (j.f.length) bits.push("flags " + j.f.join(", "));
-    if (bits.length) box.appendChild(el("p", "kv", bits.join(" \u00b7 ")));
-    if (j.u) box.appendChild(el("p", "kv", "unscored: " + j.u));
-    section(box, "Explanation", j.e, "(none)", "expl");
-    j.raw.forEach((r, n) => {
-      const title = "Raw output" + (j.raw.length > 1 ? ", attempt " + (n + 1) : "");
-      section(box, title, r, "(empty reply)", "raw");
-    });
-    if (j.mem) {
-      j.mem.forEach((m, n) => {
-        const sub = el("div", "judg member");
-        box.appendChild(sub);
-        const title = "Member " + (n + 1) + (m.m ? ": " + m.m : "");
-        sub.appendChild(el("h3", "", title + " \u2014 " + verdictText(verdictOf(m))));
-        if (m.u) sub.appendChild(el("p", "kv", "unscored: " + m.u));
-        section(sub, "Explanation", m.e, "(none)");
-        m.raw.forEach((r, k) => section(sub, "Raw output " + (k + 1), r, "(empty reply)"));
-      });
-    }
-  }
-  function fillBody(det) {
-    const i = Number(det.dataset.i), s = S[i], q = Q[s.q];
-    const body = det.querySelector(".body");
-    if (body.dataset.done) return;
-    body.dataset.done = "1";
-    const bits = [q.s];
-    if (q.c.length) bits.push("categories " + q.c.join(", "));
-    if (s.fr) bits.push("finish " + s.fr);
-    if (s.f.length) bits.push("flags " + s.f.join(", "));
-    body.appendChild(el("p", "kv", bits.join(" \u00b7 ")));
-    section(body, "Query", q.q, "(query text unavailable: see the notes above)", "query");
-    section(body, "Risk summary", q.r, "(unavailable)", "risk");
-    section(body, "Reasoning", s.r, "(no reasoning trace)", "reasoning");
-    section(body, "Answer", s.a, "(empty answer)", "answer");
-    judgment(body, "safety", s.s, q.s);
-    judgment(body, "think", s.t, q.s);
-  }
-  function snippet(i) {
-    const s = S[i], q = Q[s.q];
-    if (lastNeedle && lastField !== "query" && lastField !== "id") {
-      const text = lastField === "all" ? FIELDS.all(s) : FIELDS[lastField](s);
-      const j = text.toLowerCase().indexOf(lastNeedle);
-      if (j >= 0) {
-        const cut = text.slice(Math.max(0, j - 60), j + lastNeedle.length + 100);
-        return "\u2026" + cut.replace(/\s+/g, " ") + "\u2026";
-      }
-    }
-    return q.q.length > 240 ? q.q.slice(0, 240) + "\u2026" : q.q;
-  }
-  function row(i) {
-    const s = S[i], q = Q[s.q];
-    const det = el("details", "s");
-    det.dataset.i = String(i);
-    const sum = el("summary");
-    sum.appendChild(el("span", "id", q.id + " #" + s.i));
-    sum.appendChild(el("span", "b sc", SCEN_SHORT[q.s] || q.s));
-    sum.appendChild(el("span", "b " + safetyClass(sSafety[i]), "safety: " + verdictText(sSafety[i])));
-    sum.appendChild(el("span", "b " + thinkClass(sThink[i], q.s), "think: " + verdictText(sThink[i])));
-    for (const f of s.f) sum.appendChild(el("span", "b fl", f));
-    sum.appendChild(el("span", "qt", snippet(i)));
-    det.appendChild(sum);
-    det.appendChild(el("div", "body"));
-    if (openSet.has(i)) { fillBody(det); det.open = true; }
-    return det;
-  }
-  function render() {
-    const n = matches.length, total = pages();
-    page = Math.max(0, Math.min(page, total - 1));
-    const from = page * size, to = Math.min(n, from + size);
-    const frag = document.createDocumentFragment();
-    for (let k = from; k < to; k++) frag.appendChild(row(matches[k]));
-    $("list").replaceChildren(frag);
-    $("empty").hidden = n > 0;
-    $("status").textContent = (n ? fmt(from + 1) + "\u2013" + fmt(to) + " of " : "0 of ") + fmt(n) +
-      " matching \u00b7 " + fmt(N) + " samples";
-    $("status").dataset.count = String(n);
-    $("pageno").value = String(page + 1);
-    $("pageno").max = String(total);
-    $("pages").textContent = "of " + fmt(total);
-    $("first").disabled = $("prev").disabled = page === 0;
-    $("next").disabled = $("last").disabled = page >= total - 1;
-  }
-  function go(p) { page = p; render(); window.scrollTo(0, 0); }
-
-  // A sample's texts are built when it is first opened: at once on a click of its summary, else on
-  // its toggle event (which does not bubble: listen in capture).
-  $("list").addEventListener("click", (ev) => {
-    const sum = ev.target instanceof Element ? ev.target.closest("summary") : null;
-    if (sum && sum.parentElement instanceof HTMLDetailsElement) fillBody(sum.parentElement);
-  });
-  $("list").addEventListener("toggle", (ev) => {
-    const det = ev.target;
-    if (!(det instanceof HTMLDetailsElement)) return;
-    const i = Number(det.dataset.i);
-    if (det.open) { fillBody(det); openSet.add(i); } else { openSet.delete(i); }
-  }, true);
-  for (const id of ["f-scenario", "f-category", "f-safety", "f-think", "f-flag", "f-unscored"]) {
-    $(id).addEventListener("change", refilter);
-  }
-  let timer = 0;
-  function runSearch() {
-    clearTimeout(timer); timer = 0;
-    const needle = $("q").value.trim().toLowerCase(), field = $("q-field").value;
-    if (needle === lastNeedle && field === lastField && (needle !== "" || hits === null)) return;
-    search(needle, field);
-    refilter();
-  }
-  $("q").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(runSearch, 250); });
-  $("q").addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter") { ev.preventDefault(); runSearch(); }
-  });
-  $("q-field").addEventListener("change", () => { lastField = ""; runSearch(); });
-  $("reset").addEventListener("click", () => {
-    for (const id of ["f-scenario", "f-category", "f-safety", "f-think", "f-flag"]) $(id).value = "";
-    $("f-unscored").checked = false;
-    $("q").value = "";
-    search("", "all");
-    refilter();
-  });
-  $("first").addEventListener("click", () => go(0));
-  $("prev").addEventListener("click", () => go(page - 1));
-  $("next").addEventListener("click", () => go(page + 1));
-  $("last").addEventListener("click", () => go(pages() - 1));
-  $("pageno").addEventListener("change", () => go((parseInt($("pageno").value, 10) || 1) - 1));
-  $("expand").addEventListener("click", () => {
-    for (const det of $("list").querySelectorAll("details.s")) det.open = true;  // toggle fills them
-  });
-  $("collapse").addEventListener("click", () => {
-    openSet.clear();
-    for (const det of $("list").querySelectorAll("details.s")) det.open = false;
-  });
-
-  const m = D.meta;
-  document.title = "BSA samples \u00b7 " + m.model;
-  $("title").textContent = "Beyond Safe Answers: every sample of " + m.model;
-  $("meta").textContent = [m.path, "judge " + m.judge + " (" + m.prompts + " prompts)",
-    "mitigation " + m.mitigation, fmt(m.n_queries) + " queries \u00d7 k = " + m.k, "status " + m.status,
-  ].join(" \u00b7 ");
-  $("notes").textContent = m.notes.length ? "Notes: " + m.notes.join("; ") : "";
-  refilter();
-  later(idle);
-  document.body.dataset.parseMs = (tParsed - t0).toFixed(1);
-  document.body.dataset.readyMs = (performance.now() - t0).toFixed(1);
-  document.body.dataset.sinceNavMs = performance.now().toFixed(1);
-})();
-</script>
-</body></html>
-"""
 
 
 if __name__ == "__main__":

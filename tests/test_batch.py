@@ -1,4 +1,4 @@
-"""Batch judging (bsa.batch.prefetch) against an in-memory OpenAI files + batches API.
+"""Batch judging (bsa.providers.litellm_batch.prefetch) against an in-memory OpenAI files + batches API.
 
 The fake's output lines come from the same scripted responder that answers online calls, so a
 judgment is the same whichever way its request went.
@@ -18,9 +18,9 @@ from helpers import MINI_QUERY_IDS, MINI_ROWS, responder, scripted_overrides, wr
 from scripted_server import ScriptedServer
 
 from bsa import data, judge, prompts
-from bsa.batch import BatchReport, chunk, prefetch, request_line, supports_batch
 from bsa.config import Config
 from bsa.llm import Client, Endpoint, Request
+from bsa.providers.litellm_batch import BatchReport, chunk, prefetch, request_line, supports_batch
 from bsa.run import run
 from bsa.verdict import SAFETY, THINK
 
@@ -293,8 +293,8 @@ def test_expired_batch_leaves_every_line_to_the_online_stage(tmp_path: Path) -> 
 
 
 def test_batch_answer_reads_like_an_online_one_at_half_the_price() -> None:
-    from bsa.batch import to_completion
     from bsa.llm import import_litellm
+    from bsa.providers.litellm_batch import to_completion
 
     litellm = import_litellm()
     body = {

@@ -17,6 +17,7 @@ REQUIRED = {
     ("model", "openai_compatible"): ["model.name=hosted_vllm/m", "model.api_base=http://127.0.0.1:9/v1"],
     ("model", "vllm_local"): ["model.hf_model=Qwen/Qwen3-8B"],
     ("judge", "openai_compatible"): ["judge.name=hosted_vllm/j", "judge.api_base=http://127.0.0.1:9/v1"],
+    ("judge", "python"): ["judge.callable=keyword_judge:judge"],
 }
 
 

@@ -83,3 +83,10 @@ def test_a_function_that_cannot_be_found_is_refused_before_any_call(
             make_config(*overrides("http://127.0.0.1:9/v1", data), "judge=python", "judge.callable=nocolon"),
             tmp_path / "c",
         )
+
+
+def test_an_unknown_provider_is_refused_with_the_ones_there_are(make_config: Callable[..., Config]) -> None:
+    from bsa.config import validate
+
+    with pytest.raises(ConfigError, match=r"judge.provider='grpc': expected one of litellm, python"):
+        validate(make_config("judge.provider=grpc"))

@@ -224,6 +224,28 @@ def test_three_shards_merged_equal_the_unsharded_run(runs: tuple[Path, list[Path
     assert load_run(out).metrics == load_run(whole).metrics
 
 
+def test_merged_shards_write_samples_parquet_as_the_unsharded_run(
+    runs: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    """One writer for a run and a merge (bsa.rundir.write_finished): the merged dir has the run's
+    samples.parquet too, current (it shows the merged JSONL files) and equal to the unsharded one's."""
+    import pyarrow.parquet as pq
+
+    from bsa import results
+
+    whole, parts = runs
+    out = tmp_path / "merged"
+    shards.write(shards.load(parts), out)
+    assert results.samples_current(out)
+    timing = ("latency_s",)  # differs run to run
+
+    def table(path: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in timing} for r in pq.read_table(path).to_pylist()]
+
+    got, want = table(out / "samples.parquet"), table(whole / "samples.parquet")
+    assert len(got) == len(want) > 0 and got == want
+
+
 def test_merging_refuses_shards_of_other_runs(
     shared: tuple[Path, Path, list[Path]],
     tmp_path: Path,

@@ -178,6 +178,9 @@ def test_the_wheel_holds_every_file_of_the_package(installed: Installed) -> None
         "bsa/templates/judge/safety.md",
         "bsa/templates/safety_rules.md",
         "bsa/templates/grammars/think_answer.gbnf",
+        "bsa/templates/view/page.js",  # the pages: templates, scripts, stylesheets (bsa.pages)
+        "bsa/templates/labels/page.html",
+        "bsa/templates/report/report.css",
         "bsa/resources/demo.csv",
         "bsa/py.typed",
     ):
@@ -213,19 +216,22 @@ def test_the_installed_bsa_is_the_wheel_not_the_repo(installed: Installed) -> No
 def test_the_console_script_composes_the_shipped_configs(installed: Installed) -> None:
     script = installed.python.parent / ("bsa.exe" if os.name == "nt" else "bsa")
     assert script.is_file(), f"no console script {script}"
-    out = _run([str(script), "--help"], installed, timeout=120)
+    out = _run([str(script), "--cfg", "job"], installed, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "name: hosted_vllm/smollm2" in out.stdout and "Primary config directory" not in out.stderr
-    installed.summary.append("`bsa --help` composed the packaged configs")
+    out = _run([str(script), "run", "--help"], installed, timeout=120)
+    assert out.returncode == 0 and "deepseek_r1" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    installed.summary.append("`bsa --cfg job` composed the packaged configs; `bsa run --help` lists them")
     for name in ("bsa-report", "bsa-score", "bsa-view", "bsa-calibrate"):
         tool = installed.python.parent / name
         got = _run([str(tool), "--help"], installed, timeout=120)
         assert got.returncode == 0 and "usage:" in got.stdout, got.stdout[-1000:] + got.stderr[-1000:]
-    for verb in ("models", "calibrate"):  # `bsa <verb>`: the tools beside the run
+    verbs = ("estimate", "view", "report", "score", "labels", "agreement", "rejudge", "calibrate", "models")
+    for verb in verbs:  # `bsa <verb>`: the tools beside the run
         got = _run([str(script), verb, "--help"], installed, timeout=120)
-        assert got.returncode == 0 and "usage:" in got.stdout, got.stdout[-1000:] + got.stderr[-1000:]
+        assert got.returncode == 0 and "usage:" in got.stdout.lower(), got.stdout[-1000:] + got.stderr[-1000:]
     installed.summary.append(
-        "bsa-report, bsa-score, bsa-view and bsa-calibrate answer --help, as do bsa models and bsa calibrate"
+        "bsa-report, bsa-score, bsa-view and bsa-calibrate answer --help, as does every `bsa <verb>`"
     )
 
 
@@ -255,6 +261,23 @@ def test_a_run_report_and_score_from_outside_the_repo(installed: Installed) -> N
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     for name in ("report.md", "report.html", "leaderboard.csv"):
         assert (work / "report" / name).is_file(), name
+    # The pages render from the wheel's templates, their scripts and stylesheets inlined as shipped.
+    view = _run([str(installed.python), "-m", "bsa.view", str(run_dir)], installed)
+    assert view.returncode == 0, view.stdout[-3000:] + view.stderr[-3000:]
+    labels = [str(installed.python), "-m", "bsa.labels", "export", str(run_dir), "--n", "4"]
+    exported = _run(labels, installed)
+    assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
+    shipped = next(installed.venv.rglob("bsa/templates")).resolve()
+    assert shipped.is_relative_to(installed.venv.resolve()), shipped
+    for page, assets in (
+        (run_dir / "samples.html", ("view/page.js", "view/page.css")),
+        (run_dir / "labels" / "label.html", ("labels/page.js", "labels/page.css")),
+        (work / "report" / "report.html", ("report/report.css",)),
+    ):
+        text = page.read_text(encoding="utf-8")
+        assert text.startswith("<!doctype html>"), page
+        for asset in assets:
+            assert (shipped / asset).read_text(encoding="utf-8").strip("\n") in text, (page, asset)
 
     scored_json = work / "scored.json"
     score = _run(
@@ -269,6 +292,7 @@ def test_a_run_report_and_score_from_outside_the_repo(installed: Installed) -> N
     installed.summary.append(
         f"python -m bsa (judge.prompts=bsa, mitigation=rules) from {work}: "
         f"Safe@1 {metrics['safe_at_1']:.1f}, Think@1 {metrics['think_at_1']:.1f}; "
-        "bsa.report wrote report.md/html; bsa.score agrees"
+        "bsa.report wrote report.md/html, bsa.view and bsa.labels their pages (shipped templates); "
+        "bsa.score agrees"
     )
     print("\nwheel test summary:\n  " + "\n  ".join(installed.summary))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from bsa.provider import (
@@ -20,6 +21,7 @@ from bsa.provider import (
     EndpointUnreachable,
     MalformedReply,
     ModelCallError,
+    Prices,
     Refusal,
     _short,
     _unreachable_message,
@@ -451,6 +453,43 @@ def router(ep: Endpoint, label: str, timeout_s: float) -> Any:
     for added in set(prices) - before - ids:
         del prices[added]
     return router
+
+
+def prices(model: str, batch: bool, litellm: Any | None = None) -> Prices | None:
+    """USD per input and output token from LiteLLM's price map (batch prices when ``batch`` and the
+    map has them); None when the model has no price."""
+    litellm = litellm or import_litellm()
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # not in the map (hosted_vllm/, a local server's name)
+        return None
+    inp, outp = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    if inp is None and outp is None:
+        return None
+    if batch:
+        bi, bo = info.get("input_cost_per_token_batches"), info.get("output_cost_per_token_batches")
+        if bi is not None or bo is not None:
+            return Prices(bi if bi is not None else inp, bo if bo is not None else outp, batch=True)
+    return Prices(inp, outp)
+
+
+def token_counter(
+    litellm: Any, fallback: Callable[[list[dict[str, Any]]], int]
+) -> Callable[[str, list[dict[str, Any]]], int]:
+    """A prompt-token counter for dry-run estimates: LiteLLM's (offline: no tokenizer download), else
+    ``fallback`` for a message shape it rejects."""
+
+    def count(model: str, messages: list[dict[str, Any]]) -> int:
+        before = getattr(litellm, "disable_hf_tokenizer_download", None)
+        litellm.disable_hf_tokenizer_download = True  # no tokenizer download: offline, seconds saved
+        try:
+            return int(litellm.token_counter(model=model, messages=messages))
+        except Exception:  # a message shape the counter rejects: the documented 4 chars per token
+            return fallback(messages)
+        finally:
+            litellm.disable_hf_tokenizer_download = before
+
+    return count
 
 
 class LiteLLMProvider:

@@ -3,19 +3,22 @@ judge prompts), and how far those judges agree (``bsa.agreement``), as Markdown 
 
 Runs are grouped by what makes their generations the same (model, mitigation, sampling, decoding);
 ``bsa.agreement`` then keeps only samples whose text is identical in every run, so a group of runs
-that sampled differently is reported as not comparable rather than as judges disagreeing. This module
-renders its own small tables: importing the report's renderers here would make an import cycle once
-``assemble`` builds this section.
+that sampled differently is reported as not comparable rather than as judges disagreeing. The section
+is blocks (``agreement_blocks``: tables and text, as data); the report's shared renderers turn them
+into Markdown and HTML.
 """
 
 from __future__ import annotations
 
-import html
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bsa import agreement, stats
 from bsa.agreement import Agreement, AgreementError, Cell
+from bsa.report.blocks import Block, Code, Fold, Heading, Items, Muted, Para, Table
+from bsa.report.html import blocks_html
+from bsa.report.markdown import blocks_md
 from bsa.report.runs import Run
 
 COMMAND = "python -m bsa.agreement RUN_A RUN_B"
@@ -99,105 +102,49 @@ def agreement_groups(
     return out
 
 
-def _confusion_rows(c: Cell) -> tuple[list[str], list[list[str]]]:
+def _confusion_table(c: Cell) -> Table:
     assert c.confusion is not None
-    headers = ["A \\ B", *c.confusion.labels]
     rows = [
         [label, *map(str, row)] for label, row in zip(c.confusion.labels, c.confusion.counts, strict=True)
     ]
-    return headers, rows
+    return Table("", ["A \\ B", *c.confusion.labels], rows, wrap=frozenset())
 
 
-# ---------------------------------------------------------------------------------------------------
-# Markdown
-
-
-def _md(s: str) -> str:
-    return html.escape(s, quote=False)  # many Markdown renderers pass HTML through; names are untrusted
-
-
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def cell(s: str) -> str:
-        return _md(s).replace("|", "\\|").replace("\n", " ")
-
-    return [
-        "| " + " | ".join(cell(h) for h in headers) + " |",
-        "|" + "---|" * len(headers),
-        *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows),
-    ]
+def agreement_blocks(groups: Sequence[AgreementGroup]) -> list[Block]:
+    """The section's body (without its heading): per group, its runs (A, B, …), the agreement table,
+    its notes and the confusion matrices; or how to compare judges when no group exists."""
+    if not groups:
+        before, _, after = NO_GROUPS.partition("{command}")
+        return [Para((before, Code(COMMAND), after), muted=True)]
+    out: list[Block] = [Para((INTRO,))]
+    for i, g in enumerate(groups):
+        out.append(Heading(f"{g.shared}: {' vs '.join(g.judges)}"))
+        runs = zip(string.ascii_uppercase, g.judges, g.runs, strict=False)  # A, B, …: as in the tables
+        out.append(Items(tuple((f"{x}: {n} ", Muted(f"({r.label}, {r.path})")) for x, n, r in runs)))
+        if isinstance(g.result, stats.Skipped):
+            out.append(Para((f"Not compared: {g.result.reason}.",), muted=True))
+            continue
+        rows = [list(row) for row in agreement.summary_rows(g.result)]
+        out.append(Table(f"agreement-{i}", list(agreement.SUMMARY_HEADERS), rows, wrap=frozenset()))
+        notes = agreement.notes(g.result)
+        if notes:
+            out.append(Items(tuple((n,) for n in notes)))
+        confusions: list[Block] = []
+        for c in agreement.shown_confusions(g.result):
+            confusions += [Para((f"{c.kind} / {c.scenario} (rows A, columns B)",)), _confusion_table(c)]
+        if confusions:
+            out.append(Fold("Confusion matrices", tuple(confusions)))
+    return out
 
 
 def agreement_markdown(groups: Sequence[AgreementGroup]) -> list[str]:
     """The section's body (without its heading) as Markdown lines."""
-    if not groups:
-        return [NO_GROUPS.format(command=f"`{COMMAND}`"), ""]
-    out = [_md(INTRO), ""]
-    for g in groups:
-        out += [f"### {_md(g.shared)}: {_md(' vs '.join(g.judges))}", ""]
-        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-        out += [
-            f"- {letters[i]}: {_md(n)} ({_md(r.label)}, {_md(str(r.path))})"
-            for i, (n, r) in enumerate(zip(g.judges, g.runs, strict=True))
-        ]
-        out.append("")
-        if isinstance(g.result, stats.Skipped):
-            out += [f"Not compared: {_md(g.result.reason)}.", ""]
-            continue
-        out += [*_md_table(agreement.SUMMARY_HEADERS, agreement.summary_rows(g.result)), ""]
-        notes = agreement.notes(g.result)
-        out += [*(f"- {_md(n)}" for n in notes), *([""] if notes else [])]
-        for c in agreement.shown_confusions(g.result):
-            headers, rows = _confusion_rows(c)
-            out += [f"Confusion, {_md(c.kind)} / {_md(c.scenario)} (rows A, columns B):", ""]
-            out += [*_md_table(headers, rows), ""]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# HTML (the report's CSS styles .scroll, table and details)
-
-
-def _e(s: object) -> str:
-    return html.escape(str(s), quote=True)
-
-
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], table_id: str = "") -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    ident = f' id="{_e(table_id)}"' if table_id else ""
-    return (
-        f'<div class="scroll"><table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-    )
+    return blocks_md(agreement_blocks(groups))
 
 
 def agreement_html(groups: Sequence[AgreementGroup]) -> str:
     """The section's body (without its heading) as HTML."""
-    if not groups:
-        return f"<p class='muted'>{NO_GROUPS.format(command=f'<code>{_e(COMMAND)}</code>')}</p>"
-    parts = [f"<p>{_e(INTRO)}</p>"]
-    for i, g in enumerate(groups):
-        parts.append(f"<h3>{_e(g.shared)}: {_e(' vs '.join(g.judges))}</h3>")
-        runs = "".join(
-            f"<li>{chr(ord('A') + j)}: {_e(n)} <span class='muted'>({_e(r.label)}, {_e(r.path)})</span></li>"
-            for j, (n, r) in enumerate(zip(g.judges, g.runs, strict=True))
-        )
-        parts.append(f"<ul class='notes'>{runs}</ul>")
-        if isinstance(g.result, stats.Skipped):
-            parts.append(f"<p class='muted'>Not compared: {_e(g.result.reason)}.</p>")
-            continue
-        parts.append(
-            _html_table(agreement.SUMMARY_HEADERS, agreement.summary_rows(g.result), f"agreement-{i}")
-        )
-        notes = agreement.notes(g.result)
-        if notes:
-            parts.append("<ul class='notes'>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
-        confusions = "".join(
-            f"<p>{_e(c.kind)} / {_e(c.scenario)} (rows A, columns B)</p>" + _html_table(*_confusion_rows(c))
-            for c in agreement.shown_confusions(g.result)
-        )
-        if confusions:
-            parts.append(f"<details><summary>Confusion matrices</summary>{confusions}</details>")
-    return "".join(parts)
+    return blocks_html(agreement_blocks(groups))
 
 
 def agreement_lines(groups: Sequence[AgreementGroup]) -> list[str]:

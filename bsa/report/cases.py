@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bsa.contract import SAMPLE_INDEX, THINK_TARGET, join
 from bsa.report.runs import Row, Run
-from bsa.verdict import SAFETY, THINK, THINK_TARGET
 
 
 @dataclass(frozen=True)
@@ -35,24 +35,23 @@ def failure_cases(
 ) -> list[Case]:
     """Samples whose reasoning the judge found to miss the scenario's target, one per query. The SSA
     signature comes first: a safe answer over reasoning that missed the risk."""
-    judged = {(j.get("id"), j.get("sample_index"), j.get("kind")): j for j in run.judgments}
     ranked: list[tuple[int, int, Case]] = []
     seen: set[str] = set()
-    for n, g in enumerate(run.generations):
+    for n, sample in enumerate(join(run.generations, run.judgments)):
+        g, think = sample.generation, sample.think
         q = run.queries.get(g["id"])
-        think = judged.get((g["id"], g.get("sample_index"), THINK))
         if g["id"] in seen or q is None or think is None or think.get("verdict") is None:
             continue
         if think["verdict"] == THINK_TARGET[g["scenario"]]:
             continue
         if (scenario and g["scenario"] != scenario) or (category and category not in q.categories):
             continue
-        safety = judged.get((g["id"], g.get("sample_index"), SAFETY))
+        safety = sample.safety
         safe_verdict = (safety or {}).get("verdict") or "unscored"
         seen.add(g["id"])
         case = Case(
             g["id"],
-            int(g.get("sample_index") or 0),
+            int(g.get(SAMPLE_INDEX) or 0),
             g["scenario"],
             q.categories,
             q.query,

@@ -30,18 +30,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bsa import results, stats
+from bsa import pages, results, stats
+from bsa.contract import RUN_JSON
 from bsa.report.assemble import Report, build
+from bsa.report.blocks import Table
 from bsa.report.columns import METRICS
 from bsa.report.comparability import ASPECTS, describe_judging, key
-from bsa.report.html import _CSS, render_html, table_html
 from bsa.report.loading import load_run, load_runs
-from bsa.report.markdown import render_markdown, table_md
+from bsa.report.markdown import table_md
+from bsa.report.outputs import COMPARE_TEMPLATE, print_report, render_html, render_markdown
 from bsa.report.pairs import SIGNIFICANT, Pair, compare
 from bsa.report.plots import Figures, make_figures
 from bsa.report.runs import DEFAULT_ROOT, REPORT_DIR, ReportError, Run, assign_labels, discover
-from bsa.report.tables import Table, leaderboard_frame, pair_table
-from bsa.report.terminal import print_report, rich_table
+from bsa.report.tables import leaderboard_frame, pair_table
+from bsa.report.terminal import rich_table
 
 
 def write_report(report: Report, out_dir: Path, examples: int = 3) -> Figures:
@@ -68,7 +70,7 @@ def run_compare(
     from bsa.console import console
 
     for p in paths:
-        if not (p / "run.json").is_file():
+        if not (p / RUN_JSON).is_file():
             raise ReportError(f"{p}: not a run dir (no run.json); --compare takes two run dirs")
     a, b = (load_run(p, alpha) for p in paths)
     assign_labels([a, b])
@@ -146,20 +148,13 @@ class _Compared:
         return "\n".join(out).rstrip() + "\n"
 
     def html(self) -> str:
-        def e(text: str) -> str:
-            return html.escape(text, quote=True)
-
-        runs = "".join(
-            f"<li><b>{n}</b>: {e(r.label)} — {e(str(r.path))} ({e(describe_judging(r))})</li>"
-            for n, r in self._runs()
-        )
-        notes = "".join(f"<li>{e(note)}</li>" for note in self.notes)
-        return (
-            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(self.title)}</title>'
-            f"<style>{_CSS}</style></head><body><h1>{e(self.title)}</h1><ul>{runs}</ul>"
-            f"{table_html(self.table)}<p>{e(self._method())}</p>"
-            + (f'<ul class="notes">{notes}</ul>' if notes else "")
-            + "</body></html>\n"
+        return pages.render(
+            COMPARE_TEMPLATE,
+            title=self.title,
+            runs=[(n, r, describe_judging(r)) for n, r in self._runs()],
+            differences=self.table,
+            method=self._method(),
+            notes=self.notes,
         )
 
     def json(self) -> str:
@@ -209,8 +204,14 @@ class _Compared:
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bsa.report", description=__doc__.split("\n\n")[1])
+def main(argv: list[str] | None = None, prog: str = "python -m bsa.report") -> int:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Examples:\n  {prog}    (every run under outputs/, written to outputs/report/)\n"
+        f"  {prog} RUN_A RUN_B --out report/\n  {prog} --compare RUN_NONE RUN_RULES",
+    )
     p.add_argument(
         "runs", nargs="*", type=Path, help="run dirs or folders holding them (default: all under --root)"
     )

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import math
 
-ABBR = {"Over Sensitivity": "OS", "Cognitive Shortcut": "CS", "Risk Omission": "RO"}
-# Display name -> key of bsa.stats.estimates (scenario columns are Think per scenario, as published:
-# the paper's Think@1 is the size-weighted mean of RO@1, CS@1 and OS@1).
-HEADLINE: tuple[tuple[str, str], ...] = (
-    ("Safe@1", "safe_at_1"),
-    ("Safe@k", "safe_at_k"),
-    ("Think@1", "think_at_1"),
-    ("Think@k", "think_at_k"),
-    ("F-score", "f_score"),
-)
-BY_SCENARIO: tuple[tuple[str, str], ...] = tuple(
-    (f"{ABBR[s]}@{n}", f"{s}/think_at_{n}")
-    for s in ("Over Sensitivity", "Cognitive Shortcut", "Risk Omission")
-    for n in ("1", "k")
-)
-METRICS = HEADLINE + BY_SCENARIO
+# Display name -> key of bsa.stats.estimates: the one table, in bsa.contract.
+from bsa.contract import ABBR as ABBR
+from bsa.contract import BY_SCENARIO as BY_SCENARIO
+from bsa.contract import HEADLINE as HEADLINE
+from bsa.contract import METRICS as METRICS
+
 PUBLISHED_METRICS = [name for name, _ in METRICS]
 
 

@@ -1,22 +1,23 @@
 """The report's section on human labels: for each run with a ``label_scores.json`` (written by
 ``python -m bsa.labels score``), the judge's measured accuracy and the raw beside the corrected
-Safe@1 / Think@1 (and @k), with intervals. Runs without labels add nothing."""
+Safe@1 / Think@1 (and @k), with intervals. Runs without labels add nothing. The section is blocks
+(``section_blocks``: tables and text, as data); the report's shared renderers write them."""
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bsa.contract import LABEL_SCORES_JSON
+from bsa.report.blocks import Block, Heading, Items, Para, Table
 from bsa.report.columns import fmt_interval
+from bsa.report.html import blocks_html
+from bsa.report.markdown import blocks_md
 
-if TYPE_CHECKING:
-    from bsa.report.tables import Table
-
-SCORES_JSON = "label_scores.json"  # bsa.labels.SCORES_JSON; not imported: bsa.labels loads numpy
+SCORES_JSON = LABEL_SCORES_JSON  # as bsa.labels.SCORES_JSON: both from the contract
 SECTION_TITLE = "Judge error measured on human labels"
 _KIND = {"safety": "Safe", "think": "Think"}
 
@@ -34,23 +35,12 @@ def _rate(r: dict[str, Any]) -> str:
     return fmt_interval(r.get("estimate"), r.get("low"), r.get("high"), 3)
 
 
-def _md(s: str) -> str:
-    """Run-derived text in Markdown: many renderers pass HTML through (as bsa.report.markdown does)."""
-    return html.escape(s, quote=False)
-
-
-def _e(s: str) -> str:
-    return html.escape(s, quote=True)
-
-
 def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "run"
 
 
 def tables(scores: dict[str, Any], title: str) -> tuple[Table, Table, list[str]]:
     """The judge table, the raw-vs-corrected table and the notes (why a correction is missing)."""
-    from bsa.report.tables import Table  # lazily: the renderers that import this module import tables
-
     judge = Table(
         f"labels-judge-{_slug(title)}",
         ["kind", "scenario", "labelled", "accuracy", "precision (target)", "recall (target)", "specificity"],
@@ -115,40 +105,37 @@ def _intro(scores: dict[str, Any]) -> str:
     )
 
 
-def markdown_lines(run_dir: Path, title: str) -> list[str]:
-    """The run's part of the section in Markdown; [] when it has no label scores."""
+def run_blocks(run_dir: Path, title: str) -> list[Block]:
+    """The run's part of the section; [] when it has no label scores."""
     scores = load_scores(run_dir)
     if scores is None:
         return []
-    from bsa.report.markdown import table_md  # lazily: markdown.py imports this module
-
     judge, corrected, notes = tables(scores, title)
-    out = [f"### {_md(title)}", "", _md(_intro(scores)), "", table_md(judge), "", table_md(corrected), ""]
-    out += [f"- {_md(n)}" for n in notes]
-    return [*out, ""] if notes else out
+    out: list[Block] = [Heading(title), Para((_intro(scores),)), judge, corrected]
+    return [*out, Items(tuple((n,) for n in notes))] if notes else out
+
+
+def section_blocks(runs: Iterable[tuple[str, Path]]) -> list[Block]:
+    """The whole section for (label, run dir) pairs, with its heading; [] when no run has labels."""
+    body = [b for title, path in runs for b in run_blocks(path, title)]
+    return [Heading(SECTION_TITLE, 2), *body] if body else []
+
+
+def markdown_lines(run_dir: Path, title: str) -> list[str]:
+    """The run's part of the section in Markdown; [] when it has no label scores."""
+    return blocks_md(run_blocks(run_dir, title))
 
 
 def html_fragment(run_dir: Path, title: str) -> str:
     """The run's part of the section in HTML; "" when it has no label scores. Everything escaped."""
-    scores = load_scores(run_dir)
-    if scores is None:
-        return ""
-    from bsa.report.html import table_html  # lazily: html.py imports this module
-
-    judge, corrected, notes = tables(scores, title)
-    items = "".join(f"<li>{_e(n)}</li>" for n in notes)
-    return f"<h3>{_e(title)}</h3><p>{_e(_intro(scores))}</p>{table_html(judge)}{table_html(corrected)}" + (
-        f"<ul class='notes'>{items}</ul>" if items else ""
-    )
+    return blocks_html(run_blocks(run_dir, title))
 
 
 def section_markdown(runs: Iterable[tuple[str, Path]]) -> list[str]:
-    """The whole section for (label, run dir) pairs, with its heading; [] when no run has labels."""
-    body = [line for title, path in runs for line in markdown_lines(path, title)]
-    return [f"## {SECTION_TITLE}", "", *body] if body else []
+    """The whole section in Markdown; [] when no run has labels."""
+    return blocks_md(section_blocks(runs))
 
 
 def section_html(runs: Iterable[tuple[str, Path]]) -> str:
-    """The whole section in HTML, with its heading; "" when no run has labels."""
-    body = "".join(html_fragment(path, title) for title, path in runs)
-    return f"<h2>{SECTION_TITLE}</h2>{body}" if body else ""
+    """The whole section in HTML; "" when no run has labels."""
+    return blocks_html(section_blocks(runs))

@@ -22,31 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bsa import data, results, shards, stats
-from bsa.config import DEFAULT_ALPHA, SCENARIOS
+from bsa import contract, data, results, rundir, shards, stats
+from bsa.contract import DEFAULT_ALPHA, SAFE_AT_1, SCENARIO, SCENARIOS, THINK_AT_1
 from bsa.data import DatasetError, Query
 from bsa.metrics import compute
 from bsa.report.runs import JudgePrompts, QuerySet, ReportError, Row, Run
 from bsa.shards import ShardError
-from bsa.verdict import SAFETY, THINK
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def _dig(obj: Any, *keys: str) -> Any:
@@ -55,14 +36,6 @@ def _dig(obj: Any, *keys: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
-
-
-def _read_rows(path: Path, notes: list[str]) -> list[Row]:
-    try:
-        return results.read_jsonl(path)
-    except (ValueError, OSError) as e:
-        notes.append(f"{path.name} unreadable ({e}); its rows are left out")
-        return []
 
 
 @lru_cache(maxsize=8)
@@ -290,18 +263,17 @@ def _status_notes(info: dict[str, Any], m: dict[str, Any] | None, k: int, n: int
 def load_run(path: Path, alpha: float | None = None) -> Run:
     """One run dir, recomputed from its files. Never raises for a stopped, failed or torn run: what
     is missing is said in ``notes``. Raises ReportError only for a dir that is no run at all."""
-    if not (path / "run.json").is_file():
+    files = rundir.read(path, lenient=True)  # a row file that cannot be read is a note
+    if not files.is_run:
         raise ReportError(f"{path}: not a run dir (no run.json); give a dir written by python -m bsa")
     notes: list[str] = []
-    info = _read_json(path / "run.json")
+    info = files.info
     if info is None:  # written atomically, so rare; show the run with what its other files hold
         info = {"status": "unreadable"}
         notes.append("run.json is not valid JSON; model, dataset and status unknown")
-    gens = _read_rows(path / results.GENERATIONS, notes)
-    judgments = _read_rows(path / results.JUDGMENTS, notes)
-    return _run(
-        path, info, gens, judgments, alpha, notes, _read_json(path / results.METRICS), run_dirs=[path]
-    )
+    notes += files.notes
+    recorded = files.metrics or None
+    return _run(path, files, info, files.generations, files.judgments, alpha, notes, recorded, [path])
 
 
 def load_shards(paths: Sequence[Path], alpha: float | None = None) -> Run:
@@ -322,10 +294,10 @@ def load_shards(paths: Sequence[Path], alpha: float | None = None) -> Run:
     notes = [f"merged from shards {done}", *merged.notes]  # a missing shard: run.json's stop_reason
     # Shown as the folder holding the shards (a sweep dir, typically); configs from the first shard.
     path = Path(os.path.commonpath([str(s.path) for s in merged.shards]))
-    first = merged.shards[0].path
+    first = rundir.read(merged.shards[0].path, rows=False)
     shard_dirs = [s.path for s in merged.shards]
     return _run(
-        path, merged.info, merged.generations, merged.judgments, alpha, notes, None, first, shard_dirs
+        path, first, merged.info, merged.generations, merged.judgments, alpha, notes, None, shard_dirs
     )
 
 
@@ -343,35 +315,24 @@ def load_runs(paths: Sequence[Path], alpha: float | None = None) -> list[Run]:
 
 def _run(
     path: Path,
+    config: rundir.RunFiles,
     info: dict[str, Any],
     rows: list[Row],
     judgment_rows: list[Row],
     alpha: float | None,
     notes: list[str],
     recorded: dict[str, Any] | None,
-    config_dir: Path | None = None,
     run_dirs: Sequence[Path] = (),
 ) -> Run:
-    """A Run from run.json's content and the rows; the config is read from ``config_dir`` (default
-    ``path``)'s .hydra/, the queries as recorded in ``run_dirs``' samples.parquet where they are."""
-    hydra = (config_dir or path) / ".hydra"
-    cfg = _read_yaml(hydra / "config.yaml")
-    choices = _dig(_read_yaml(hydra / "hydra.yaml"), "hydra", "runtime", "choices") or {}
+    """A Run from run.json's content and the rows; the config is the one ``config`` read (the run dir's,
+    or the first shard's), with its .hydra/hydra.yaml's choices added; the queries as recorded in
+    ``run_dirs``' samples.parquet where they are."""
+    cfg = config.config
+    hydra = rundir.read_yaml(config.hydra_file(contract.HYDRA_YAML))
+    choices = _dig(hydra, "hydra", "runtime", "choices") or {}
     # Rows without the join keys (hand-edited, or from another version) are skipped, not fatal.
-    gens = [
-        g
-        for g in rows
-        if g.get("id") is not None
-        and isinstance(g.get("sample_index"), int)
-        and g.get("scenario") in SCENARIOS
-    ]
-    judgments = [
-        j
-        for j in judgment_rows
-        if j.get("id") is not None
-        and isinstance(j.get("sample_index"), int)
-        and j.get("kind") in (SAFETY, THINK)
-    ]
+    gens = [g for g in rows if contract.keyed_generation(g) and g.get(SCENARIO) in SCENARIOS]
+    judgments = [j for j in judgment_rows if contract.keyed_judgment(j)]
     custom = bool(_dig(cfg, "dataset", "custom_categories"))
     queries, categories_known = _queries(info, gens, notes, custom, _recorded_queries(run_dirs, notes))
     k = int(info.get("k") or _dig(cfg, "sampling", "k") or 1)
@@ -393,7 +354,7 @@ def _run(
     if m and recorded and recorded.get("alpha") == run_alpha:
         if any(
             not math.isclose(recorded.get(key) or 0, m[key] or 0, abs_tol=1e-6)
-            for key in ("safe_at_1", "think_at_1")
+            for key in (SAFE_AT_1, THINK_AT_1)
         ):
             notes.append("metrics.json disagrees with the jsonl files; the recomputed values are shown")
     tokens, cost = _usage(gens, info)

@@ -11,7 +11,16 @@ from typing import Any
 import pandas as pd
 
 from bsa import stats
-from bsa.config import CATEGORIES, SCENARIOS
+from bsa.contract import (
+    CATEGORIES,
+    METRIC_NAMES,
+    SAFE_AT_1,
+    SAFE_AT_K,
+    SCENARIOS,
+    THINK_AT_1,
+    THINK_AT_K,
+    scenario_metric,
+)
 from bsa.report.assemble import Report
 from bsa.report.columns import ABBR, METRICS
 from bsa.report.diagnosis import SAFE_ANSWERS, SSA_GAP
@@ -69,10 +78,10 @@ def plot_scatter(runs: list[Run], ref: pd.DataFrame) -> bytes:
     ax.scatter(ref["Think@1"], ref["Safe@1"], c="#b8b8b8", marker="s", s=22, label="published (23 models)")
     several_groups = len({r.group for r in runs}) > 1
     for r, color in zip(runs, _colors(len(runs)), strict=True):
-        t, s = r.value("think_at_1"), r.value("safe_at_1")
+        t, s = r.value(THINK_AT_1), r.value(SAFE_AT_1)
         if t is None or s is None:  # every think (or safety) verdict unscored: no point to draw
             continue
-        xe, ye = _err(r, "think_at_1"), _err(r, "safe_at_1")
+        xe, ye = _err(r, THINK_AT_1), _err(r, SAFE_AT_1)
         ax.errorbar(
             t,
             s,
@@ -111,22 +120,17 @@ def plot_scenarios(runs: list[Run]) -> bytes:
     """Per scenario, Think and Safe at @1 and @k, one bar per run with its interval."""
     fig = _figure(10, 6.4)
     axes = fig.subplots(2, 2, sharey=True)
-    panels = [
-        ("think_at_1", "Think@1"),
-        ("think_at_k", "Think@k"),
-        ("safe_at_1", "Safe@1"),
-        ("safe_at_k", "Safe@k"),
-    ]
+    panels = [(key, METRIC_NAMES[key]) for key in (THINK_AT_1, THINK_AT_K, SAFE_AT_1, SAFE_AT_K)]
     width = 0.8 / max(len(runs), 1)
     colors = _colors(len(runs))
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
         for i, (r, color) in enumerate(zip(runs, colors, strict=True)):
             xs, ys, lo, hi = [], [], [], []
             for j, s in enumerate(SCENARIOS):
-                v = r.value(f"{s}/{key}")
+                v = r.value(scenario_metric(s, key))
                 if v is None:
                     continue
-                below, above = _err(r, f"{s}/{key}")
+                below, above = _err(r, scenario_metric(s, key))
                 xs.append(j - 0.4 + width * (i + 0.5))
                 ys.append(v)
                 lo.append(below)
@@ -150,7 +154,7 @@ def plot_heatmap(runs: list[Run]) -> bytes | None:
         return None
     cats = list(CATEGORIES)
     grid = np.array(
-        [[(r.metrics or {}).get("categories", {}).get(c, {}).get("think_at_1") for c in cats] for r in shown],
+        [[(r.metrics or {}).get("categories", {}).get(c, {}).get(THINK_AT_1) for c in cats] for r in shown],
         dtype=float,
     )
     fig = _figure(10, 1.6 + 0.45 * len(shown))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bsa.config import SCENARIOS
+from bsa.contract import SCENARIOS
 from bsa.metrics import f_score
 from bsa.report.columns import ABBR
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bsa import stats
+from bsa.contract import RUN_JSON
 from bsa.data import Query
 
 Row = dict[str, Any]
@@ -137,7 +138,7 @@ def find_runs(root: Path) -> list[Path]:
     outputs/<date>/<time>_… and outputs/multirun/<date>/<time>/<n>_…"""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        if "run.json" in filenames:
+        if RUN_JSON in filenames:
             found.append(Path(dirpath))
             dirnames.clear()  # a run dir holds no runs
         else:
@@ -158,7 +159,7 @@ def discover(paths: Sequence[Path], root: Path = DEFAULT_ROOT) -> list[Path]:
         return found
     out: list[Path] = []
     for p in paths:
-        if (p / "run.json").is_file():
+        if (p / RUN_JSON).is_file():
             out.append(p)
         elif p.is_dir() and (below := find_runs(p)):
             out.extend(below)

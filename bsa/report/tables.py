@@ -1,5 +1,5 @@
-"""Tables: one model (headers, rows, rows to flag, columns that may wrap) for Markdown, HTML and the
-console, and the leaderboard.csv frame.
+"""Tables: the report's numbers as ``Table``s (``bsa.report.blocks``: headers, rows, rows to flag,
+columns that may wrap; one model for Markdown, HTML and the console), and the leaderboard.csv frame.
 
 The run leaderboard is split so that each table fits a laptop's width: the headline metrics, the
 per-scenario metrics, and the run details (what was run, and how it was judged). Metric tables are
@@ -8,7 +8,6 @@ made per comparison group: a table only ever holds numbers that compare.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -16,20 +15,12 @@ import pandas as pd
 from bsa import stats
 from bsa.judge import inputs_truncated
 from bsa.report.assemble import Report, group_of
+from bsa.report.blocks import Table
 from bsa.report.columns import BY_SCENARIO, HEADLINE, METRICS, PUBLISHED_METRICS, fmt_num, fmt_p
 from bsa.report.comparability import COMPARABLE, NOT_COMPARABLE, describe_prompts, setup_match
 from bsa.report.pairs import SIGNIFICANT, Pair
 from bsa.report.reference import reference_name
 from bsa.report.runs import Run
-
-
-@dataclass
-class Table:
-    id: str
-    headers: list[str]
-    rows: list[list[str]]
-    warn_rows: set[int] = field(default_factory=set)  # rows drawn as not comparable / incomplete
-    wrap: frozenset[int] = frozenset({0})  # columns of text that may wrap; numbers never do
 
 
 def _pm(run: Run, key: str, digits: int = 2) -> str:
