@@ -56,7 +56,7 @@ bench: $(STAMP_DEV)
 
 # The pure cores (no I/O) and the provider seam: checked strictly by mypy.
 MYPY_STRICT := bsa/contract.py bsa/data.py bsa/reasoning.py bsa/verdict.py bsa/metrics.py bsa/stats.py \
-	bsa/provider.py bsa/providers/python_callable.py
+	bsa/provider.py bsa/providers/python_callable.py bsa/policy.py bsa/calls.py bsa/compose.py
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .

@@ -1,69 +1,39 @@
 """``bsa run [overrides]`` (``python -m bsa [overrides]``): compose the config with Hydra, convert it
-once, run. The other verbs (``bsa view``, ``bsa report``, …) are dispatched by ``bsa.cli``."""
+once, run. Hydra's app (``@hydra.main``) composes for sweeps, launchers, the run dir and ``--cfg``;
+the config dir, the schemas, the override checks, the conversion and the ``.hydra/`` files are
+``bsa.compose``'s, the one compose path that the API and the tools call. The other verbs
+(``bsa view``, ``bsa report``, …) are dispatched by ``bsa.cli``."""
 
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bsa import job_dir
-from bsa.config import Config, env_name_problem, register_configs
+
+# The one compose path's parts (bsa.compose): the run verb enters through @hydra.main (sweeps,
+# launchers, the run dir, --cfg) and takes everything else from there. Re-exported for old imports.
+from bsa.compose import CONF_DIR as CONF_DIR
+from bsa.compose import CONFIG_NAME, VERSION_BASE, override_problems, register, to_typed
+from bsa.compose import hydra_files as hydra_files
+from bsa.compose import key_valued_env_overrides as key_valued_env_overrides
+from bsa.compose import secret_overrides as secret_overrides
+from bsa.config import Config
 from bsa.contract import RUN_JSON
 
-register_configs()
+# Before @hydra.main composes (here, and in a launcher's worker that unpickles _hydra_main).
+register()
 
 
 # The run dir's log file: the name Hydra's job logging gave it, now opened by bsa.run once the run
 # dir accepts the run (Hydra's own would make a run dir for every refused run and dry run).
 RUN_LOG = "__main__.log"
-
-# Override keys that carry a secret; their values would be saved in clear in .hydra/overrides.yaml.
-_SECRET_KEY = re.compile(r"(^|[._])(api_?key|key|token|secret|password|authorization)$", re.IGNORECASE)
-
-
-def secret_overrides(args: list[str]) -> list[str]:
-    """The override keys among ``args`` that would put a secret on the command line."""
-    found = []
-    for arg in args:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key = arg.split("=", 1)[0].lstrip("+~")
-        if _SECRET_KEY.search(key) and not key.endswith("_env"):
-            found.append(key)
-    return found
-
-
-# A ``*_env`` key with its value, also inside a list or dict override (model.deployments=[{…}]).
-_ENV_ITEM = re.compile(r"([\w.\[\]]*_env)\s*[:=]\s*['\"]?([^,()\[\]{}'\"\s]*)")
-_ENV_VALUE = re.compile(r"[^,()\[\]{}'\"\s]+")  # the values of a sweep (A,B) or choice(A,B)
-_NOT_A_NAME = {"null", "choice", "range", "glob", "interval", "shuffle", "sort", "tag"}  # override grammar
-
-
-def key_valued_env_overrides(args: list[str]) -> list[str]:
-    """What is wrong with each ``*_env`` override of ``args`` whose value looks like a key, not the
-    name of an environment variable (``judge.api_key_env=sk-…``); the value is never repeated."""
-    problems = []
-    for arg in args:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, value = arg.lstrip("+~").split("=", 1)
-        if "${" in value:  # an interpolation: config.validate checks what it resolves to
-            continue
-        if key.endswith("_env"):
-            values = [(key, v) for v in _ENV_VALUE.findall(value)]
-        else:
-            values = [(f"{key}[…].{k}", v) for k, v in _ENV_ITEM.findall(value)]
-        for where, v in values:
-            if v and v not in _NOT_A_NAME and (problem := env_name_problem(where, v)):
-                problems.append(problem)
-    return problems
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -71,17 +41,11 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-# The configs ship inside the package (bsa/conf/), found from this file wherever bsa is installed.
-# Absolute: a relative path is read as a Python module path when entered through the `bsa` script.
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base=VERSION_BASE, config_path=CONF_DIR, config_name=CONFIG_NAME)
 def _hydra_main(dcfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, Config)
+    cfg = to_typed(dcfg)
     hc = HydraConfig.get()
     # Hydra's own .hydra/ writing is off (hydra.output_subdir: null): it would rewrite the files of a
     # run dir whose resume is then refused. run() writes them once the run dir accepts this run.
@@ -91,15 +55,6 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
     finally:
         # Hydra made the run dir before this task began; a refused run or a dry run left it empty.
         job_dir.remove_if_unused(Path(hc.runtime.output_dir))
-
-
-def hydra_files(dcfg: DictConfig, overrides: list[str], choices: dict[str, Any]) -> dict[str, str]:
-    """The run dir's .hydra/ files: the composed config, the overrides, and the group choices."""
-    return {
-        "config.yaml": OmegaConf.to_yaml(dcfg),
-        "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(overrides)),
-        "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}})),
-    }
 
 
 def execute(
@@ -264,19 +219,11 @@ def _score_labels(run_dir: Path, labels_csv: Path) -> None:
 def hydra_run(args: list[str]) -> None:
     """``bsa run ARGS`` (``python -m bsa ARGS``): Hydra composes the config from ``args`` and runs it;
     exits with the run's status (``execute``) or, after a sweep, 1 when a point failed."""
-    secrets = secret_overrides(args)
-    if secrets:
-        # Refuse before Hydra starts: it would write the value to .hydra/overrides.yaml.
-        sys.stderr.write(
-            f"bsa: {', '.join(secrets)} looks like a secret given on the command line; it would be saved "
-            "in clear in the run dir. Put the key in an environment variable and name that variable "
-            "instead, e.g. model.api_key_env=MY_PROVIDER_KEY (or judge.api_key_env=…).\n"
-        )
-        sys.exit(2)
-    pasted = key_valued_env_overrides(args)
-    if pasted:
-        # Before Hydra starts: a sweep's launcher prints each point's overrides.
-        sys.stderr.write("".join(f"bsa: {p}\n" for p in pasted))
+    problems = override_problems(args, given="given on the command line")
+    if problems:
+        # Refuse before Hydra starts: it would write the values to .hydra/overrides.yaml, and a sweep's
+        # launcher prints each point's overrides.
+        sys.stderr.write("".join(f"bsa: {p}\n" for p in problems))
         sys.exit(2)
     # Hydra owns argv and has no -v: spell it as the config key it stands for.
     sys.argv[1:] = ["verbose=true" if a in ("-v", "--verbose") else a for a in args]

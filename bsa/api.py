@@ -1,11 +1,11 @@
 """The Python API, for notebooks and scripts: ``evaluate(overrides) -> Results``, ``aevaluate``,
 ``load_run(dir) -> Results``.
 
-``evaluate`` composes the config the CLI would compose from the same overrides (Hydra's compose API
-on the package's config dir), picks the run dir the CLI would pick (``hydra.run.dir=…``,
-``resume=…``, ``output_dir=…``, else ``outputs/<date>/<time>_<model>_<mitigation>`` under the current
-directory), and calls ``bsa.run.run`` with the same ``.hydra/`` files. It works in a plain script
-and where an event loop is already running in this thread (Jupyter): ``bsa.run.run`` runs its own
+``evaluate`` composes the config the CLI would compose from the same overrides (``bsa.compose``,
+the one compose path of the CLI, the API and the tools), picks the run dir the CLI would pick
+(``hydra.run.dir=…``, ``resume=…``, ``output_dir=…``, else ``outputs/<date>/<time>_<model>_<mitigation>``
+under the current directory), and calls ``bsa.run.run`` with the same ``.hydra/`` files. It works in a
+plain script and where an event loop is already running in this thread (Jupyter): ``bsa.run.run`` runs its own
 loop (``asyncio.run``), so there the evaluation runs in a worker thread and ``evaluate`` waits for
 it; an interrupt (Ctrl-C, a notebook's stop button) while it waits stops the run in the worker as a
 second Ctrl-C stops the CLI (finished rows and partial metrics are written), then raises
@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
 import ctypes
 import io
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,6 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bsa import results as run_files
+
+# The one compose path (bsa.compose), re-exported: bsa.api.compose, bsa.api.Composed.
+from bsa.compose import Composed as Composed
+from bsa.compose import compose as compose
+from bsa.compose import override_list
 from bsa.contract import F_SCORE, RATES, RUN_JSON, SAFE_AT_1, THINK_AT_1
 
 if TYPE_CHECKING:
@@ -47,7 +50,6 @@ if TYPE_CHECKING:
 
     from bsa import cost
     from bsa import run as run_module
-    from bsa.config import Config
 
 T = TypeVar("T")
 
@@ -61,78 +63,6 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "unscored_think",
     "flagged",
 )
-
-# Hydra's compose API keeps global state (GlobalHydra, HydraConfig): one composition at a time.
-_COMPOSE_LOCK = threading.Lock()
-
-
-def _as_list(overrides: Sequence[str]) -> list[str]:
-    if isinstance(overrides, str):  # a string is a sequence too: its characters would be the overrides
-        raise TypeError(f"overrides: a list of strings, e.g. [{overrides!r}], not one string")
-    return [str(o) for o in overrides]
-
-
-@dataclass(frozen=True)
-class Composed:
-    """What the CLI would run for these overrides: the typed config, its run dir and .hydra/ files."""
-
-    cfg: Config
-    run_dir: Path
-    hydra_files: dict[str, str]
-
-
-def compose(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> Composed:
-    """Compose the CLI's config from ``overrides``; ``run_dir`` (if given) wins over the config's."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
-    from omegaconf import OmegaConf, open_dict, read_write
-
-    from bsa.__main__ import CONF_DIR, hydra_files, secret_overrides
-    from bsa.config import Config, ConfigError
-
-    args = _as_list(overrides)
-    secrets = secret_overrides(args)
-    if secrets:
-        raise ConfigError(
-            f"{', '.join(secrets)} looks like a secret given as an override; it would be saved in clear "
-            "in the run dir (.hydra/overrides.yaml). Put the key in an environment variable and name that "
-            "variable instead, e.g. model.api_key_env=MY_PROVIDER_KEY (or judge.api_key_env=…)."
-        )
-    with _COMPOSE_LOCK:
-        backup = get_gh_backup()  # a Hydra app (or notebook) that initialised Hydra keeps its state
-        GlobalHydra.instance().clear()
-        hydra_config = HydraConfig.instance()
-        before = hydra_config.cfg
-        try:
-            with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-                full = hydra_compose(config_name="config", overrides=args, return_hydra_config=True)
-            # hydra.run.dir interpolates ${hydra:runtime.choices.model}: resolve it as Hydra's run_job does.
-            hydra_config.set_config(full)
-            where = str(OmegaConf.select(full, "hydra.run.dir"))
-            task = OmegaConf.to_container(full.hydra.overrides.task)  # hydra.* overrides left out
-            assert isinstance(task, list)
-            task_overrides = [str(o) for o in task]
-            choices = OmegaConf.to_container(full.hydra.runtime.choices)
-            assert isinstance(choices, dict)
-            dcfg = copy.deepcopy(full)
-            with read_write(dcfg), open_dict(dcfg):
-                del dcfg["hydra"]  # the task's config, as Hydra hands it to the CLI's main
-            cfg = OmegaConf.to_object(dcfg)
-            files = hydra_files(dcfg, task_overrides, choices)
-        finally:
-            hydra_config.cfg = before
-            restore_gh_from_backup(backup)
-    assert isinstance(cfg, Config)
-    if run_dir is not None:
-        chosen = Path(run_dir)
-    elif cfg.output_dir:
-        chosen = Path(cfg.output_dir)
-    else:
-        chosen = Path(os.path.abspath(where))  # Hydra's runtime.output_dir, which the CLI uses
-    return Composed(cfg, chosen, files)
 
 
 def metrics_frame(m: dict[str, Any]) -> pd.DataFrame:
@@ -312,7 +242,7 @@ def evaluate(
     ``bsa.run.RunIncomplete`` for a run that stopped early or had failed calls, instead of returning
     its partial results with ``complete`` false.
     """
-    args = _as_list(overrides)
+    args = override_list(overrides)
     if _loop_running():  # Jupyter: bsa.run.run starts its own event loop, which needs a thread of its own
         return _in_worker(lambda: _evaluate(args, run_dir, raise_incomplete))
     return _evaluate(args, run_dir, raise_incomplete)
@@ -322,7 +252,7 @@ async def aevaluate(
     overrides: Sequence[str] = (), *, run_dir: str | Path | None = None, raise_incomplete: bool = False
 ) -> Results:
     """``evaluate`` for code that awaits: the run goes on in a worker thread while the loop runs."""
-    args = _as_list(overrides)
+    args = override_list(overrides)
     return await asyncio.to_thread(_evaluate, args, run_dir, raise_incomplete)
 
 

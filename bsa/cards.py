@@ -12,7 +12,9 @@ from pathlib import Path
 
 import yaml
 
-CONF = Path(__file__).resolve().parent / "conf"
+from bsa.compose import CONF_DIR
+
+CONF = Path(CONF_DIR)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from typing import Any, NoReturn
 import click
 
 from bsa import __version__
+from bsa.compose import CONF_DIR
 
-CONF = Path(__file__).resolve().parent / "conf"
+CONF = Path(CONF_DIR)
 HELP_FLAGS = ("-h", "--help")
 
 # verb -> (the tool's module, whose main(argv, prog) parses the rest; one line for `bsa --help`)

@@ -565,7 +565,9 @@ def _card_of(model: ModelConfig) -> str | None:
     """The model file (the ``model=`` choice) that names this model and retirement, if one does."""
     from omegaconf import OmegaConf
 
-    for path in sorted((Path(__file__).parent / "conf" / "model").glob("*.yaml")):
+    from bsa.compose import CONF_DIR
+
+    for path in sorted((Path(CONF_DIR) / "model").glob("*.yaml")):
         card = OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # ${…} left as written
         if not isinstance(card, dict) or card.get("name") != model.name:
             continue

@@ -201,9 +201,11 @@ def scenario_metric(scenario: str, key: str) -> str:
 # Display name -> key of bsa.stats.estimates (scenario columns are Think per scenario, as published:
 # the paper's Think@1 is the size-weighted mean of RO@1, CS@1 and OS@1).
 HEADLINE: tuple[tuple[str, str], ...] = tuple((METRIC_NAMES[k], k) for k in (*RATES, F_SCORE))
+# The published leaderboard's column order (OS, CS, RO); a scenario of your own follows them.
+_LEADERBOARD_ORDER = ("Over Sensitivity", "Cognitive Shortcut", "Risk Omission")
 BY_SCENARIO: tuple[tuple[str, str], ...] = tuple(
-    (f"{ABBR[s]}@{n}", scenario_metric(s, f"think_at_{n}"))
-    for s in ("Over Sensitivity", "Cognitive Shortcut", "Risk Omission")
+    (f"{ABBR.get(s, s)}@{n}", scenario_metric(s, f"think_at_{n}"))
+    for s in sorted(SCENARIOS, key=lambda s: (*_LEADERBOARD_ORDER, s).index(s))
     for n in ("1", "k")
 )
 METRICS: tuple[tuple[str, str], ...] = HEADLINE + BY_SCENARIO

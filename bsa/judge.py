@@ -15,10 +15,10 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from bsa.calls import drive, replay
+from bsa.calls import Cached, Single, Stage, cached, drive, replay
 from bsa.config import JudgeConfig
 from bsa.contract import ID, KIND, SAMPLE_INDEX
 from bsa.data import Query
@@ -334,50 +334,34 @@ def vote(verdicts: list[str | None]) -> tuple[str | None, str | None]:
 
 
 class EnsembleStage:
-    """Each sample judged by every member at once; the row holds the vote and each member's verdict.
-    A rule (no reasoning trace) decides for all members alike, without a call."""
+    """A ``calls.Stage`` of several judges: each key judged by every member at once (their call
+    stages driven concurrently); the row holds the vote and each member's verdict. A rule (no
+    reasoning trace) decides for all members alike, without a call."""
 
     role = "judge"
 
     def __init__(self, cfg: JudgeConfig, prompts: PromptSet) -> None:
         self.outer = JudgmentStage(cfg, prompts)
-        self.ensemble = bool(cfg.members)
-        self.members = [JudgmentStage(m, prompts) for m in cfg.members and members(cfg)] or [self.outer]
+        self.members = [JudgmentStage(m, prompts) for m in members(cfg)]
+        self.width = len(self.members)
 
-    async def judge(self, client: Client, key: tuple[Query, dict[str, Any], str]) -> dict[str, Any]:
-        if not self.ensemble:
-            return await drive(client, self.outer, key)
+    async def run(self, client: Client, key: tuple[Query, dict[str, Any], str]) -> dict[str, Any]:
         row, req = self.outer.start(key)
         if req is None:
             return row
         rows = await asyncio.gather(*(drive(client, m, key) for m in self.members))
         return _combine(row, rows)
 
-    def replay(self, client: Client, key: tuple[Query, dict[str, Any], str]) -> CachedJudgment:
+    def replay(self, client: Client, key: tuple[Query, dict[str, Any], str]) -> Cached:
         """The judgment as far as the cache holds it, without a call (see ``calls.replay``)."""
-        if self.ensemble:
-            row, req = self.outer.start(key)
-            if req is None:  # a rule decides for every member
-                return CachedJudgment(row, 0, 0, 0)
-        members = [replay(client, m, key) for m in self.members]
-        firsts = [m for m in members if m.first is not None]
-        cached = sum(m.missing is not m.first for m in firsts)  # the first attempt was answered
-        answers = sum(m.answers for m in members)
-        if not all(m.finished for m in members):
-            return CachedJudgment(None, len(firsts), cached, answers)
-        done = _combine(row, [m.row for m in members]) if self.ensemble else members[0].row
-        return CachedJudgment(done, len(firsts), cached, answers)
+        row, req = self.outer.start(key)
+        if req is None:  # a rule decides for every member
+            return cached([], row)
+        got = [replay(client, m, key) for m in self.members]
+        return cached(got, _combine(row, [m.row for m in got]) if all(m.finished for m in got) else None)
 
     def first_requests(self, key: tuple[Query, dict[str, Any], str]) -> list[Request]:
         return [req for m in self.members if (req := m.start(key)[1]) is not None]
-
-
-@dataclass(frozen=True)
-class CachedJudgment:
-    row: dict[str, Any] | None  # the finished row when every attempt it needs is cached (or a rule)
-    first_requests: int  # first attempts it needs (one per member; none when a rule decides)
-    first_cached: int  # of which the cache holds the answer
-    answers: int  # cached answers read
 
 
 def _combine(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -391,6 +375,8 @@ def _combine(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def stage(cfg: JudgeConfig, prompts: PromptSet) -> EnsembleStage:
-    """The judging stage of a run: one judge is an ensemble of one, whose row is that judge's own."""
-    return EnsembleStage(cfg, prompts)
+def stage(cfg: JudgeConfig, prompts: PromptSet) -> Stage[tuple[Query, dict[str, Any], str]]:
+    """The judging stage of a run: one judge's call stage, or the ensemble of its members."""
+    if cfg.members:
+        return EnsembleStage(cfg, prompts)
+    return Single(JudgmentStage(cfg, prompts))

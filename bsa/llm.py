@@ -30,6 +30,7 @@ from typing import Any
 
 from bsa.cache import LEASE_S, AnswerCache, Source
 from bsa.limits import Limiter
+from bsa.policy import StopPolicy
 from bsa.provider import (
     CacheFull,
     Completion,
@@ -190,14 +191,15 @@ class Client:
         timeout_s: float = 600.0,
         max_attempts: int = 6,
         max_wait_s: float = 60.0,
-        max_requests: int | None = None,
-        max_cost_usd: float | None = None,
+        policy: StopPolicy | None = None,
         lease_s: float = LEASE_S,
         adaptive: bool = True,
     ) -> None:
         """``concurrency``: calls in flight, one number for every role or one per role. It is each role's
         limit over all its endpoints and each endpoint's maximum; ``adaptive`` lets an endpoint's limit
-        drop on 429s and climb back (False: fixed). Rates: ``Endpoint.rpm``, ``Deployment.rpm``."""
+        drop on 429s and climb back (False: fixed). Rates: ``Endpoint.rpm``, ``Deployment.rpm``.
+        ``policy``: the run's budgets and stop switch, consulted before each request and after each
+        priced answer (default: no budget)."""
         self._cache = AnswerCache(cache_dir, lease_s) if cache_dir else None
         self._cache_dir = cache_dir
         # One limit per role (model, judge), so a slow model server does not hold the judge's slots.
@@ -209,10 +211,8 @@ class Client:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.max_wait_s = max_wait_s
-        self.max_requests = max_requests
-        self.max_cost_usd = max_cost_usd
+        self.policy = policy if policy is not None else StopPolicy()
         self.stats = Stats()
-        self.stop_reason: str | None = None
         self._ready = False  # _setup has run (on the first call: tenacity is imported then)
         self._plans: dict[Endpoint, _Plan] = {}
         self._roles: dict[str, Limiter] = {}
@@ -247,18 +247,20 @@ class Client:
         """Each endpoint's limit now, by label."""
         return {label: lim.limit for label, lim in self._endpoint_limiters.items()}
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run stops launching calls (its policy's reason); None while it runs."""
+        return self.policy.reason
+
     def stop(self, reason: str) -> None:
-        """Launch no new network call from now on; calls in flight finish."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
+        """Launch no new network call from now on; calls in flight finish (not announced)."""
+        self.policy.stop(reason, announce=False)
 
     def _launch(self, ep: Endpoint) -> None:
         """Gate before each network request: stopping, or a budget that the request would cross."""
-        if self.stop_reason is not None:
-            raise Stopped(self.stop_reason)
-        if self.max_requests is not None and self.stats.requests >= self.max_requests:
-            self.stop(f"max_requests={self.max_requests} reached")
-            raise Stopped(self.stop_reason or "")
+        why = self.policy.launch(self.stats.requests)
+        if why is not None:
+            raise Stopped(why)
         self.stats.requests += 1
 
     def close(self) -> None:
@@ -411,8 +413,7 @@ class Client:
         if c.cost_usd:
             st.cost_usd += c.cost_usd
             mine["cost_usd"] += c.cost_usd
-            if self.max_cost_usd is not None and st.cost_usd >= self.max_cost_usd:
-                self.stop(f"max_cost_usd={self.max_cost_usd} reached (spent {st.cost_usd:.4f})")
+            self.policy.spent(st.cost_usd)
 
     # -- once per client / per endpoint ------------------------------------------------------------
     def _setup(self) -> None:

@@ -3,20 +3,24 @@
 Generation jobs are queued for the samples the run dir lacks, judgment jobs for the samples it has
 but has not judged; each generation that lands queues its own two judgments at once (pipelined), so
 both servers work together. What a job returns is appended to the run dir as it lands.
+
+Both roles take one path: each stage is a ``calls.Stage``; a key's row is looked up on the cache
+(``replay``) by the plan, lands from there without a job, or is a job that ``run``s the key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bsa.calls import Cached, Stage
 from bsa.contract import ID, KIND, SAMPLE_INDEX
 from bsa.data import Query
 from bsa.generate import GenerationStage
-from bsa.judge import EnsembleStage
-from bsa.llm import Client, Completion, Request
+from bsa.llm import Client, Request
 from bsa.rundir import RunState
 from bsa.scheduler import Scheduler
 from bsa.verdict import SAFETY, THINK
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 KINDS = (SAFETY, THINK)
+Sample = tuple[Query, int]  # a generation's key
+Judgment = tuple[Query, Row, str]  # a judgment's key: the sample's query, its generation row, the kind
 
 
 @dataclass(frozen=True)
@@ -45,36 +51,44 @@ class Pipeline:
         state: RunState,
         queries: list[Query],
         k: int,
-        generation: GenerationStage | None,  # None: judge the run dir's generations only (a re-judge)
-        judging: EnsembleStage,
-        batch_samples: bool = False,
+        generation: Stage[Sample] | None,  # None: judge the run dir's generations only (a re-judge)
+        judging: Stage[Judgment],
+        samples: GenerationStage | None = None,  # sampling.batch_samples: a query's samples in one request
     ) -> None:
         self.client, self.state, self.queries, self.k = client, state, queries, k
         self.generation, self.judging = generation, judging
-        self.batch_samples = batch_samples
+        self.samples = samples
         self._pipelined = True  # a landed generation queues its judgments
-        # Generations and judgments the plan found in the cache: they land when scheduled, without a
-        # job (a warm re-run builds each request once).
-        self._cached: dict[tuple[str, int], Row] = {}
-        self._cached_judgments: dict[tuple[str, int, str], tuple[Row, int]] = {}  # (row, answers read)
+        # Rows the plan found in the cache, by role and key (query id, sample index[, kind]): they land
+        # when scheduled, without a job (a warm re-run builds each request once). (row, answers read)
+        self._cached: dict[str, dict[tuple[Any, ...], tuple[Row, int]]] = {"model": {}, "judge": {}}
+
+    @property
+    def batch_samples(self) -> bool:
+        return self.samples is not None
 
     def missing(self, q: Query) -> list[int]:
         if self.generation is None:
             return []
         return [i for i in range(self.k) if (q.id, i) not in self.state.gens]
 
-    def _walk(self) -> Iterator[tuple[Query, int, Request | None, Row | None, Completion | None]]:
-        """Each sample of the run: (query, index, its generation request when the run dir lacks it,
-        its row (the run dir's, or one made from a cache hit; None when still to generate), the hit)."""
+    def _walk(self) -> Iterator[tuple[Query, int, Cached | None, Row | None]]:
+        """Each sample of the run: (query, index, its generation on the cache when the run dir lacks
+        it, its row (the run dir's, or the cache's; None when still to generate))."""
         for q in self.queries:
             for i in range(self.k):
                 g = self.state.gens.get((q.id, i))
                 if g is not None:
-                    yield q, i, None, g, None
+                    yield q, i, None, g
                 elif self.generation is not None:
-                    req = self.generation.request(q, i)
-                    hit = self.client.lookup(req)
-                    yield q, i, req, (self.generation.row(q, i, hit) if hit else None), hit
+                    got = self.generation.replay(self.client, (q, i))
+                    yield q, i, got, got.row
+
+    def _keep(self, role: str, slot: tuple[Any, ...], got: Cached) -> tuple[str, Cached]:
+        """A key the plan looked up: a finished row is kept to land, without a job, when scheduled."""
+        if got.row is not None:
+            self._cached[role][slot] = (got.row, got.answers)
+        return role, got
 
     def _first_judge_requests(self, q: Query, i: int, g: Row) -> Iterator[tuple[str, list[Request]]]:
         """(kind, first requests of its members) for each judgment of the sample still to make."""
@@ -85,34 +99,30 @@ class Pipeline:
     def plan(self) -> dict[str, int]:
         """What is left to call and how much of it the cache already holds (first judge attempts;
         samples not generated yet cannot be looked up and count as to call)."""
-        gen_todo = gen_cached = judge_todo = judge_cached = 0
-        per_sample = len(KINDS) * len(self.judging.members)
-        for q, i, req, g, _ in self._walk():
-            if req is not None:
-                gen_todo += 1
-                if g is None:
-                    judge_todo += per_sample
-                    continue
-                gen_cached += 1
-                self._cached[(q.id, i)] = g
-            assert g is not None
-            for kind in KINDS:
-                if (q.id, i, kind) in self.state.judged:
-                    continue
-                got = self.judging.replay(self.client, (q, g, kind))
-                judge_todo += got.first_requests
-                judge_cached += got.first_cached
-                if got.row is not None:
-                    self._cached_judgments[(q.id, i, kind)] = (got.row, got.answers)
+        todo, cached = {"model": 0, "judge": 0}, {"model": 0, "judge": 0}
+        per_sample = len(KINDS) * self.judging.width
+        for q, i, gen, g in self._walk():
+            looked = [] if gen is None else [self._keep("model", (q.id, i), gen)]
+            if g is None:
+                todo["judge"] += per_sample
+            else:
+                looked += [
+                    self._keep("judge", (q.id, i, kind), self.judging.replay(self.client, (q, g, kind)))
+                    for kind in KINDS
+                    if (q.id, i, kind) not in self.state.judged
+                ]
+            for role, got in looked:
+                todo[role] += len(got.firsts)
+                cached[role] += got.first_cached
         return {
             "queries": len(self.queries),
             "k": self.k,
             "generations_done": len(self.state.gens),
             "judgments_done": len(self.state.judged),
-            "generation_calls": gen_todo,
-            "generation_cached": gen_cached,
-            "judge_calls": judge_todo,
-            "judge_cached": judge_cached,
+            "generation_calls": todo["model"],
+            "generation_cached": cached["model"],
+            "judge_calls": todo["judge"],
+            "judge_cached": cached["judge"],
         }
 
     def estimate_inputs(self) -> dict[str, Any]:
@@ -122,18 +132,16 @@ class Pipeline:
         completion tokens of generations already made."""
         requests: dict[str, list[Any]] = {"model": [], "judge:safety": [], "judge:think": []}
         unknown = {"judge:safety": 0, "judge:think": 0}
-        members = len(self.judging.members)
         completions = [0, 0]
-        for q, i, req, g, hit in self._walk():
-            if req is not None:
-                requests["model"].append(req)
-                if g is None:
-                    for line in unknown:
-                        unknown[line] += members
-                    continue
-            assert g is not None
+        for q, i, gen, g in self._walk():
+            if gen is not None:
+                requests["model"] += gen.firsts
+            if g is None:
+                for line in unknown:
+                    unknown[line] += self.judging.width
+                continue
             completions[0] += 1
-            usage = hit.usage if hit is not None else (g.get("usage") or {})
+            usage = g.get("usage") or {}  # a cached generation's row holds its answer's usage
             completions[1] += int(usage.get("completion_tokens", 0))
             for kind, reqs in self._first_judge_requests(q, i, g):
                 requests[f"judge:{kind}"] += reqs
@@ -158,7 +166,7 @@ class Pipeline:
         gens = sum(len(self.missing(q)) for q in self.queries)
         judgments = 2 * (len(self.state.gens) + gens) - len(self.state.judged)
         # What the plan found in the cache lands without a job.
-        return gens - len(self._cached), judgments - len(self._cached_judgments)
+        return gens - len(self._cached["model"]), judgments - len(self._cached["judge"])
 
     async def execute(self, scheduler: Scheduler, batch: BatchSettings | None = None) -> BatchReport | None:
         """Run the work. Online: one pass, each judgment queued as its sample lands. With ``batch``
@@ -173,14 +181,14 @@ class Pipeline:
         expected, judge_lane.expected = judge_lane.expected, 0
         self.schedule(scheduler, judgments=False)
         await scheduler.run()
-        if scheduler.control.stopping:
+        if scheduler.policy.stopping:
             return None
         from bsa.providers.litellm_batch import prefetch
 
         requests = [  # judgments the plan found whole in the cache need no batch line
             req
             for q, g, kind in self.pending_judgments()
-            if (q.id, g[SAMPLE_INDEX], kind) not in self._cached_judgments
+            if (q.id, g[SAMPLE_INDEX], kind) not in self._cached["judge"]
             for req in self.judging.first_requests((q, g, kind))
         ]
         report = await prefetch(
@@ -221,15 +229,8 @@ class Pipeline:
             for q, g, kind in self.pending_judgments():
                 self._queue_judgment(scheduler, q, g, kind)
         for q in self.queries:
-            missing = []
-            for i in self.missing(q):
-                cached = self._cached.pop((q.id, i), None)
-                if cached is None:
-                    missing.append(i)
-                    continue
-                self.client.stats.cache_hits += 1
-                self.state.keep_generation(cached)
-                self._queue_judgments(scheduler, q, cached)
+            landed = self._generated(scheduler, q)
+            missing = [i for i in self.missing(q) if not self._land("model", (q.id, i), landed)]
             if self.batch_samples and len(missing) > 1:
                 for run in _contiguous(missing):
                     self._queue_samples(scheduler, q, run)
@@ -237,35 +238,53 @@ class Pipeline:
                 for i in missing:
                     self._queue_generation(scheduler, q, i)
 
-    def _queue_generation(self, scheduler: Scheduler, q: Query, i: int) -> None:
-        from bsa.calls import drive
+    def _land(self, role: str, slot: tuple[Any, ...], landed: Callable[[Row], None]) -> bool:
+        """Land the row the plan found in the cache for this key, without a job; False when none."""
+        cached = self._cached[role].pop(slot, None)
+        if cached is None:
+            return False
+        row, answers = cached
+        self.client.stats.cache_hits += answers
+        landed(row)
+        return True
 
-        stage = self.generation
-        assert stage is not None
+    def _submit(
+        self,
+        scheduler: Scheduler,
+        stage: Stage[Any],
+        key: Any,
+        label: Row,
+        landed: Callable[[Row], None],
+        on_fail: Callable[[], None] | None = None,
+    ) -> None:
+        """One key of a stage as a job of its role's lane: ``landed`` gets its finished row."""
         client = self.client
+        scheduler.submit(stage.role, label, lambda: stage.run(client, key), landed, on_fail=on_fail)
+
+    def _generated(self, scheduler: Scheduler, q: Query) -> Callable[[Row], None]:
+        """Where a generation of ``q`` lands: the run dir, then its judgments are queued."""
 
         def landed(row: Row) -> None:
             self.state.keep_generation(row)
             self._queue_judgments(scheduler, q, row)
 
-        scheduler.submit(
-            "model",
-            {"stage": "generate", ID: q.id, SAMPLE_INDEX: i},
-            lambda: drive(client, stage, (q, i)),
-            landed,
-            on_fail=lambda: self._judgments_lost(scheduler, 1),
-        )
+        return landed
+
+    def _queue_generation(self, scheduler: Scheduler, q: Query, i: int) -> None:
+        assert self.generation is not None
+        label = {"stage": "generate", ID: q.id, SAMPLE_INDEX: i}
+        lost = partial(self._judgments_lost, scheduler, 1)
+        self._submit(scheduler, self.generation, (q, i), label, self._generated(scheduler, q), lost)
 
     def _queue_samples(self, scheduler: Scheduler, q: Query, indices: list[int]) -> None:
         """Several samples of one query in one request (n = their number): sampling.batch_samples."""
-        stage = self.generation
+        stage = self.samples
         assert stage is not None
-        client = self.client
+        client, one = self.client, self._generated(scheduler, q)
 
         def landed(rows: list[Row]) -> None:
             for row in rows:
-                self.state.keep_generation(row)
-                self._queue_judgments(scheduler, q, row)
+                one(row)
 
         scheduler.submit(
             "model",
@@ -289,19 +308,10 @@ class Pipeline:
                 self._queue_judgment(scheduler, q, g, kind)
 
     def _queue_judgment(self, scheduler: Scheduler, q: Query, g: Row, kind: str) -> None:
-        cached = self._cached_judgments.pop((q.id, g[SAMPLE_INDEX], kind), None)
-        if cached is not None:
-            row, answers = cached
-            self.client.stats.cache_hits += answers
-            self.state.keep_judgment(row)
-            return
-        client, judging, key = self.client, self.judging, (q, g, kind)
-        scheduler.submit(
-            "judge",
-            {"stage": "judge", ID: q.id, SAMPLE_INDEX: g[SAMPLE_INDEX], KIND: kind},
-            lambda: judging.judge(client, key),
-            self.state.keep_judgment,
-        )
+        i, landed = g[SAMPLE_INDEX], self.state.keep_judgment
+        if not self._land("judge", (q.id, i, kind), landed):
+            label = {"stage": "judge", ID: q.id, SAMPLE_INDEX: i, KIND: kind}
+            self._submit(scheduler, self.judging, (q, g, kind), label, landed)
 
 
 def _contiguous(indices: list[int]) -> list[list[int]]:

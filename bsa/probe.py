@@ -25,6 +25,7 @@ from bsa.llm import (
     provider_base,
     same_model,
 )
+from bsa.providers.litellm_api import PROVIDER
 
 SHUTDOWN_WARN_DAYS = 30
 # Providers whose API lists its models at GET <base>/models, OpenAI's way (Bearer key).
@@ -109,17 +110,9 @@ def _body(e: urllib.error.HTTPError) -> str:
 def _completion(ep: Endpoint, key: str | None, timeout_s: float, listed: list[str] | None) -> None:
     """A 1-token request: a provider that does not serve the id says so (404, or a 400 naming the model)."""
     litellm = import_litellm()
-    kwargs: dict[str, Any] = {"timeout": timeout_s, "num_retries": 0, "max_retries": 0}
-    if ep.api_base:
-        kwargs["api_base"] = ep.api_base
-    if key:
-        kwargs["api_key"] = key
-    elif ep.model.startswith("openai/") and ep.api_base:
-        kwargs["api_key"] = "no-key"
+    kwargs, _ = PROVIDER.prepare(ep, key, timeout_s)  # as the run's own calls are made, synchronously
     try:
-        litellm.completion(
-            model=ep.model, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1, **kwargs
-        )
+        litellm.completion(messages=[{"role": "user", "content": "Say OK."}], max_tokens=1, **kwargs)
     except Exception as e:
         status = getattr(e, "status_code", None)
         text = str(e)

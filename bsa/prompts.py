@@ -38,11 +38,11 @@ PUBLISHED_SHA256 = {
 
 
 Key = tuple[str, str]  # (kind, scenario); scenario "" for the safety template
+# Our templates' file names follow the contract's scenarios (think_risk_omission.md, …): a new scenario
+# needs its file in bsa/templates/judge/, nothing here.
 TEMPLATE_FILES: dict[Key, str] = {
     (SAFETY, ""): "safety.md",
-    (THINK, "Risk Omission"): "think_risk_omission.md",
-    (THINK, "Cognitive Shortcut"): "think_cognitive_shortcut.md",
-    (THINK, "Over Sensitivity"): "think_over_sensitivity.md",
+    **{(THINK, s): f"think_{s.lower().replace(' ', '_')}.md" for s in SCENARIOS},
 }
 PLACEHOLDERS = {
     SAFETY: ("query", "risk_summary", "answer"),

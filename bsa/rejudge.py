@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bsa import contract, results, rundir
+from bsa.compose import Composed
 from bsa.config import Config
 from bsa.contract import ID, SAMPLE_INDEX
 from bsa.reasoning import extract
@@ -153,14 +154,14 @@ def _default_run_dir(source: Path) -> Path:
 _RUN_DIR_KEYS = ("hydra.run.dir", "output_dir", "resume")
 
 
-def _compose(overrides: list[str]) -> Any:
-    """The CLI's compose path (``bsa.api.compose``): the config, its run dir, its .hydra/ files."""
-    from bsa.api import compose
+def _compose(overrides: list[str]) -> Composed:
+    """The CLI's compose path (``bsa.compose``): the config, its run dir, its .hydra/ files."""
+    from bsa.compose import compose
 
     return compose(overrides)
 
 
-def _named(composed: Any, given: list[str]) -> Path | None:
+def _named(composed: Composed, given: list[str]) -> Path | None:
     """The run dir that the ``given`` overrides name (hydra.run.dir=, output_dir=, resume=), as
     python -m bsa would use it; None where they name none."""
     return composed.run_dir if any(_key(o) in _RUN_DIR_KEYS for o in given) else None
@@ -246,7 +247,8 @@ def prepare(
 
 def main(argv: list[str] | None = None, prog: str = "python -m bsa.rejudge") -> None:
     from bsa import console
-    from bsa.__main__ import execute, secret_overrides
+    from bsa.__main__ import execute
+    from bsa.compose import secret_overrides
 
     p = argparse.ArgumentParser(
         prog=prog,

@@ -45,6 +45,7 @@ from bsa import (
     rundir,
     server,
 )
+from bsa.calls import Single
 from bsa.config import Config, JudgeConfig, ModelConfig, role_limits
 from bsa.config import ConfigError as ConfigError  # re-exported: callers catch it from here
 from bsa.config import validate as validate
@@ -53,6 +54,7 @@ from bsa.data import Query
 from bsa.guard import ReasoningGuard
 from bsa.llm import Client, Endpoint, Stats, preflight
 from bsa.pipeline import BatchSettings, Pipeline
+from bsa.policy import StopPolicy
 from bsa.rundir import (
     INFO,
     GivenGenerations,
@@ -63,7 +65,7 @@ from bsa.rundir import (
     unwritable,
     write_info,
 )
-from bsa.scheduler import Control, Scheduler
+from bsa.scheduler import Scheduler
 
 BATCHES = "batches.json"  # judge.batch: the batch ids and their requests' keys, for a restart
 
@@ -185,7 +187,12 @@ def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = N
             else None
         )
         work = Pipeline(
-            client, state, queries, cfg.sampling.k, generation, judge.stage(judge_cfg, prompt_set)
+            client,
+            state,
+            queries,
+            cfg.sampling.k,
+            None if generation is None else Single(generation),
+            judge.stage(judge_cfg, prompt_set),
         )
         inputs = work.estimate_inputs()
         return cost.estimate(
@@ -265,20 +272,20 @@ def run(
             client = stack.enter_context(_client(cfg))
             for lease in leases:  # a server bsa started that dies is named as such, not retried
                 client.watch(lease.api_base, lease.server.exit_message)
-            control = Control(client, cfg.max_consecutive_failures, cfg.stop_grace_s)
+            policy = client.policy
             state = RunState(run_dir, queries, cfg.sampling.k)
             stack.callback(state.close)
-            state.on_full = partial(_stop_full, control, state, 3 * len(queries) * cfg.sampling.k)
+            state.on_full = partial(_stop_full, policy, state, 3 * len(queries) * cfg.sampling.k)
             if cfg.model.reasoning and generations is None:
                 samples = len(queries) * cfg.sampling.k - len(state.gens)
-                state.on_generation = ReasoningGuard(cfg.model.name, samples, control.stop)
+                state.on_generation = ReasoningGuard(cfg.model.name, samples, policy.stop)
             work = _pipeline(
                 cfg, model_cfg, judge_cfg, prompt_set, system, client, state, queries, generations
             )
             info["plan"] = {**work.plan(), "batch_samples": work.batch_samples}
             write_info(run_dir / INFO, info)
             console.print_plan(_plan_lines(cfg, model_cfg, judge_cfg, prompt_set, source, info, run_dir))
-            _execute(cfg, run_dir, work, control, model_cfg.name, judge_cfg.name, info)
+            _execute(cfg, run_dir, work, model_cfg.name, judge_cfg.name, info)
     except BaseException as e:
         unfreeze()
         _close_log(log_handler)
@@ -301,16 +308,16 @@ def run(
         write_info(run_dir / INFO, info)
         raise
     try:
-        return _finish(cfg, run_dir, queries, state, control, info, time.perf_counter() - t0)
+        return _finish(cfg, run_dir, queries, state, client, info, time.perf_counter() - t0)
     finally:
         unfreeze()
         _close_log(log_handler)
         rundir.release(run_dir)
 
 
-def _stop_full(control: Control, state: RunState, rows: int, full: rundir.DiskFull) -> None:
+def _stop_full(policy: StopPolicy, state: RunState, rows: int, full: rundir.DiskFull) -> None:
     """The disk filled: no new call; ``rows`` (a generation and two judgments a sample) say what is left."""
-    control.stop(full.message(rows - len(state.gens) - len(state.judged)))
+    policy.stop(full.message(rows - len(state.gens) - len(state.judged)))
 
 
 def _check_budget(cfg: Config, endpoints: list[Endpoint]) -> None:
@@ -434,13 +441,14 @@ def _started_info(
 
 
 def _client(cfg: Config) -> Client:
+    """The run's client, with the run's stop policy: budgets and failure policy."""
+    policy = StopPolicy(cfg.max_requests, cfg.max_cost_usd, cfg.max_consecutive_failures, cfg.stop_grace_s)
     return Client(
         cfg.cache.dir if cfg.cache.enabled else None,
         concurrency=role_limits(cfg),
         timeout_s=cfg.request_timeout_s,
         max_attempts=cfg.max_attempts,
-        max_requests=cfg.max_requests,
-        max_cost_usd=cfg.max_cost_usd,
+        policy=policy,
         adaptive=cfg.adaptive_concurrency,
     )
 
@@ -467,21 +475,22 @@ def _pipeline(
             "model.supports_n=false); each sample is its own request.[/]"
         )
     judging = judge.stage(judge_cfg, prompt_set)
-    return Pipeline(client, state, queries, cfg.sampling.k, generation, judging, batch_samples)
+    stage = None if generation is None else Single(generation)
+    samples = generation if batch_samples else None
+    return Pipeline(client, state, queries, cfg.sampling.k, stage, judging, samples)
 
 
 def _execute(
     cfg: Config,
     run_dir: Path,
     work: Pipeline,
-    control: Control,
     model_name: str,
     judge_name: str,
     info: dict[str, Any],
 ) -> None:
     """The pipeline's jobs through the scheduler (a lane per role), then batch judging if asked."""
-    client = control.client
-    scheduler = Scheduler(control, cfg.progress)
+    client = work.client
+    scheduler = Scheduler(client, cfg.progress)
     n_gen, n_judge = work.expected()
     scheduler.lane("model", f"generate ({model_name})", 2 * client.limit("model"), n_gen)
     scheduler.lane("judge", f"judge ({judge_name})", 2 * client.limit("judge"), n_judge)
@@ -496,7 +505,7 @@ def _execute(
     try:
         report = asyncio.run(work.execute(scheduler, batch))
     except (KeyboardInterrupt, asyncio.CancelledError):
-        control.interrupted = True
+        client.policy.interrupted = True
         return
     if report is not None:
         info["batch"] = dataclasses.asdict(report)
@@ -509,12 +518,12 @@ def _finish(
     run_dir: Path,
     queries: list[Query],
     state: RunState,
-    control: Control,
+    client: Client,
     info: dict[str, Any],
     wall_s: float,
 ) -> Results:
     """The final files, sorted (byte-identical to an uninterrupted run's), metrics and run.json."""
-    client = control.client
+    stops = client.policy
     gens = results.sort_rows(state.gens.values(), queries)
     judgments = results.sort_rows(state.judged.values(), queries)
     policy = str(cfg.scoring.provider_refusal)
@@ -529,13 +538,13 @@ def _finish(
     info["answering_models"] = answering
     if answering["substituted"]:  # only with allow_substitution: else the run stopped at the first one
         m["not_comparable"] = results.SUBSTITUTED
-    stop_reason = "interrupted" if control.interrupted else client.stop_reason
-    m["partial"] = bool(stop_reason or control.failures)
+    stop_reason = "interrupted" if stops.interrupted else client.stop_reason
+    m["partial"] = bool(stop_reason or stops.failures)
     m["unjudged_samples"] = len(gens) - len(samples)
     m["missing_samples"] = len(queries) * cfg.sampling.k - len(gens)
     if stop_reason:
         m["stop_reason"] = stop_reason
-    res = Results(run_dir, m, gens, judgments, client.stats, queries, stop_reason, control.failures)
+    res = Results(run_dir, m, gens, judgments, client.stats, queries, stop_reason, stops.failures)
     if state.full is None:
         try:
             finished = rundir.Finished(queries, gens, judgments, m, cfg.model.name, samples)
@@ -548,7 +557,7 @@ def _finish(
     if state.full is not None:
         _stopped_full(run_dir, state.full, info, res, wall_s)
     info.update(
-        status="complete" if res.complete else ("interrupted" if control.interrupted else "stopped"),
+        status="complete" if res.complete else ("interrupted" if stops.interrupted else "stopped"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         wall_s=round(wall_s, 2),
         stats=dataclasses.asdict(client.stats),
@@ -556,11 +565,11 @@ def _finish(
     )
     if stop_reason:
         info["stop_reason"] = stop_reason
-    if control.failures:
-        info["failures"] = {"count": len(control.failures), "first": control.failures[:50]}
+    if stops.failures:
+        info["failures"] = {"count": len(stops.failures), "first": stops.failures[:50]}
     info["judge_inputs_truncated"] = judge.inputs_truncated(judgments)
     write_info(run_dir / INFO, info)
-    if control.interrupted:
+    if stops.interrupted:
         raise KeyboardInterrupt
     if not res.complete:
         raise RunIncomplete(_incomplete_message(res), res)

@@ -6,9 +6,10 @@ dead provider is sent (2 × the role's limit of calls in flight: the client's li
 control). Outcomes come back through one queue, so each costs O(1) whatever the window; the progress
 display is redrawn from counters a few times a second, never per job.
 
-The stop policy sits beside the queues (``Control``): a fatal error, a run of consecutive failures,
-a budget or Ctrl-C launches no new job, lets jobs in flight finish within the grace period, and a
-second Ctrl-C (or SIGTERM) stops at once.
+The stop policy is the client's (``bsa.policy.StopPolicy``): the scheduler reports each job's outcome
+to it, and once it says stop (a fatal error, a run of consecutive failures, a budget, Ctrl-C) launches
+no new job and lets jobs in flight finish within the grace period; a second Ctrl-C (or SIGTERM) stops
+at once.
 """
 
 from __future__ import annotations
@@ -16,61 +17,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import signal
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bsa import console
-from bsa.llm import Client, ModelCallError, Stopped, TransientFailure, retry_summary_lines
+from bsa.llm import Client, ModelCallError, Stopped, retry_summary_lines
 
 Row = dict[str, Any]
 Job = Callable[[], Awaitable[Any]]
 Sink = Callable[[Any], None]
 TICK_S = 0.25  # progress redraws and the grace-period check: often enough to read, cheap at any rate
-
-
-@dataclass
-class Control:
-    """Shared state of one run's jobs: the client's stop switch, failures, hard interrupt."""
-
-    client: Client
-    max_consecutive_failures: int
-    grace_s: float
-    failures: list[Row] = field(default_factory=list)
-    # Failures in a row per role: a model that answers must not hide a judge that is down.
-    consecutive: dict[str, int] = field(default_factory=dict)
-    interrupted: bool = False  # a second Ctrl-C or SIGTERM: stop at once
-    stopped_at: float | None = None
-
-    @property
-    def stopping(self) -> bool:
-        return self.client.stop_reason is not None or self.interrupted
-
-    def stop(self, reason: str) -> None:
-        if self.client.stop_reason is None:
-            self.client.stop(reason)
-            self.stopped_at = time.monotonic()
-            from rich.markup import escape  # a provider's error text is not markup
-
-            end = "" if reason.endswith((".", "?", "!")) else "."
-            console.console.print(f"[yellow]Stopping: {escape(reason)}{end} Calls in flight may finish.[/]")
-
-    def succeeded(self, role: str) -> None:
-        self.consecutive[role] = 0
-
-    def failed(self, role: str, key: Row, exc: ModelCallError) -> None:
-        self.failures.append({**key, "error": str(exc), "type": type(exc).__name__})
-        if not isinstance(exc, TransientFailure):
-            self.stop(f"fatal error: {exc}")
-            return
-        n = self.consecutive[role] = self.consecutive.get(role, 0) + 1
-        if n >= self.max_consecutive_failures:
-            self.stop(f"{n} calls in a row failed after all retries (last: {exc})")
-
-    def over_grace(self) -> bool:
-        return self.stopped_at is not None and time.monotonic() - self.stopped_at > self.grace_s
 
 
 @dataclass
@@ -100,8 +58,8 @@ class Lane:
 
 
 class Scheduler:
-    def __init__(self, control: Control, show_progress: bool) -> None:
-        self.control = control
+    def __init__(self, client: Client, show_progress: bool) -> None:
+        self.client, self.policy = client, client.policy
         self.show_progress = show_progress
         self.lanes: dict[str, Lane] = {}
         self._outcomes: asyncio.Queue[tuple[Lane, _Job, asyncio.Task[Any]] | None] | None = None
@@ -127,7 +85,7 @@ class Scheduler:
         lane.waiting_weight += weight
 
     def _launch(self) -> None:
-        if self.control.stopping:
+        if self.policy.stopping:
             return
         assert self._outcomes is not None
         outcomes = self._outcomes
@@ -151,13 +109,13 @@ class Scheduler:
         exc = task.exception()
         if exc is None:
             lane.done += weight
-            self.control.succeeded(lane.role)
+            self.policy.succeeded(lane.role)
             item.sink(task.result())
         elif isinstance(exc, Stopped):
             return
         elif isinstance(exc, ModelCallError):
             lane.failed += weight
-            self.control.failed(lane.role, item.key, exc)
+            self.policy.failed(lane.role, item.key, exc)
             if item.on_fail is not None:
                 item.on_fail()
         else:
@@ -177,18 +135,18 @@ class Scheduler:
     def _install_signals(self) -> list[int]:
         loop = asyncio.get_running_loop()
         main = asyncio.current_task()
-        control = self.control
+        policy = self.policy
 
         def on_interrupt() -> None:
-            if control.client.stop_reason is None:
-                control.stop("interrupted (Ctrl-C again to stop at once)")
+            if policy.reason is None:
+                policy.stop("interrupted (Ctrl-C again to stop at once)")
             else:
-                control.interrupted = True
+                policy.interrupted = True
                 if main is not None:
                     main.cancel()
 
         def on_term() -> None:
-            control.interrupted = True
+            policy.interrupted = True
             if main is not None:
                 main.cancel()
 
@@ -204,7 +162,7 @@ class Scheduler:
     async def _run(self) -> None:
         from rich.markup import escape
 
-        stats = self.control.client.stats
+        stats = self.client.stats
         retries_before = copy.deepcopy(stats.retries_by)
         progress = _progress(self.show_progress)
         self._outcomes = asyncio.Queue()
@@ -231,7 +189,7 @@ class Scheduler:
                             item = outcomes.get_nowait()
                         except asyncio.QueueEmpty:
                             break
-                    if self.control.interrupted or self.control.over_grace():
+                    if self.policy.interrupted or self.policy.over_grace():
                         break
                     self._launch()
                     self._draw(progress, retries_before)
@@ -248,7 +206,7 @@ class Scheduler:
     def _draw(self, progress: Any, retries_before: dict[str, dict[str, int]]) -> None:
         if progress.disable:
             return
-        stats = self.control.client.stats
+        stats = self.client.stats
         for lane in self.lanes.values():
             if lane.task is None:
                 if not (lane.waiting or lane.in_flight):

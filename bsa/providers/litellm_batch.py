@@ -381,9 +381,9 @@ def _refusal(client: Client, n: int) -> str | None:
     would be crossed), else None."""
     if client.stop_reason is not None:
         return f"stopping: {client.stop_reason}"
-    if client.max_requests is not None and client.stats.requests + n > client.max_requests:
-        room = client.max_requests - client.stats.requests
-        return f"max_requests={client.max_requests} leaves room for {room}"
+    room = client.policy.requests_left(client.stats.requests)
+    if room is not None and n > room:
+        return f"max_requests={client.policy.max_requests} leaves room for {room}"
     return None
 
 

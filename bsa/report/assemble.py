@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from bsa import stats
+from bsa.contract import SAFE_AT_1, THINK_AT_1
 from bsa.report.agreement_section import AgreementGroup, agreement_groups
 from bsa.report.comparability import (
     Group,
@@ -71,7 +72,7 @@ def build(runs: list[Run], n_boot: int = stats.DEFAULT_N_BOOT, seed: int = 0) ->
     for g in groups:
         scored = [r for r in g.runs if r.metrics is not None]
         correlations[g.number] = stats.pearson(
-            [r.value("think_at_1") for r in scored], [r.value("safe_at_1") for r in scored]
+            [r.value(THINK_AT_1) for r in scored], [r.value(SAFE_AT_1) for r in scored]
         )
     ref = load_reference(alpha)
     medians = reference_medians(ref)

@@ -255,7 +255,8 @@ def diagnose(
         resolved = None if ties is None else not ties
         parts.append(text)
         what = f"{s} is weakest" if resolved is not False else f"{s} may be weakest (not resolved)"
-        advice.insert(0, f"{what}: {_ADVICE[s]}")
+        # A scenario of your own has no advice written for it: the finding stands without one.
+        advice.insert(0, f"{what}: {_ADVICE[s]}" if s in _ADVICE else what)
     if s1 < SAFE_ANSWERS:
         advice.insert(0, "make the answers safe first: safety rules (mitigation=rules) or safety fine-tuning")
     cats = [
