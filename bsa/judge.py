@@ -22,8 +22,9 @@ from bsa.calls import Cached, Single, Stage, cached, drive, replay
 from bsa.config import JudgeConfig
 from bsa.contract import ID, KIND, SAMPLE_INDEX
 from bsa.data import Query
-from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for, import_litellm
+from bsa.llm import Client, Completion, Endpoint, Request, endpoint_for
 from bsa.prompts import MODEL_TEXT, PromptSet, Template
+from bsa.provider import provider_for
 from bsa.results import INPUT_TRUNCATED, PROVIDER_REFUSED, refused
 from bsa.server import identity
 from bsa.verdict import (
@@ -85,6 +86,7 @@ class ContextFit:
 
     def __init__(self, cfg: JudgeConfig) -> None:
         self.model = cfg.name
+        self._ep = endpoint(cfg)
         self._window: int | None = cfg.context_tokens
         self._looked_up = cfg.context_tokens is not None
         self._cuts: dict[tuple[str, int, int], int] = {}  # (template, text length, hash) -> characters kept
@@ -93,11 +95,7 @@ class ContextFit:
     def window(self) -> int | None:
         if not self._looked_up:  # asked once, when a first prompt is filled: no LiteLLM import before
             self._looked_up = True
-            try:
-                info = import_litellm().get_model_info(model=self.model)
-                self._window = int(info.get("max_input_tokens") or 0) or None
-            except Exception:  # a model LiteLLM does not know (a local server): no window known
-                self._window = None
+            self._window = provider_for(self._ep).context_window(self._ep)
         return self._window
 
     def fits(self, prompt: str) -> bool:
@@ -109,7 +107,7 @@ class ContextFit:
         if len(prompt.encode("utf-8")) + _FRAMING_TOKENS <= window:
             return True
         messages = [{"role": "user", "content": prompt}]
-        return bool(import_litellm().token_counter(model=self.model, messages=messages) <= window)
+        return provider_for(self._ep).count_tokens(self._ep, messages) <= window
 
     def render(self, template: Template, fields: dict[str, str], cut_field: str) -> tuple[str, bool]:
         """(prompt, truncated): ``template.text.format(**fields)``, cut only where it cannot fit."""

@@ -373,6 +373,14 @@ class Provider(Protocol):
         """Whether one request may ask for several samples."""
         ...
 
+    def context_window(self, ep: Endpoint) -> int | None:
+        """The model's input context in tokens, where known."""
+        ...
+
+    def count_tokens(self, ep: Endpoint, messages: list[dict[str, Any]]) -> int:
+        """The prompt tokens of ``messages`` for the endpoint's model."""
+        ...
+
     def preflight(self, ep: Endpoint, timeout_s: float) -> None:
         """Refuse in seconds, before any call, what cannot work (ModelCallError saying why)."""
         ...

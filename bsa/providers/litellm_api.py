@@ -569,6 +569,16 @@ class LiteLLMProvider:
             return False
         return "n" in (params or [])
 
+    def context_window(self, ep: Endpoint) -> int | None:
+        try:
+            info = import_litellm().get_model_info(model=ep.model)
+        except Exception:  # a model LiteLLM does not know (a local server): no window known
+            return None
+        return int(info.get("max_input_tokens") or 0) or None
+
+    def count_tokens(self, ep: Endpoint, messages: list[dict[str, Any]]) -> int:
+        return int(import_litellm().token_counter(model=ep.model, messages=messages))
+
     def preflight(self, ep: Endpoint, timeout_s: float) -> None:
         preflight(ep, timeout_s)
 

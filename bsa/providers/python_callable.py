@@ -108,6 +108,12 @@ class PythonProvider:
     def supports_n(self, ep: Endpoint) -> bool:
         return False
 
+    def context_window(self, ep: Endpoint) -> int | None:
+        return None  # a function takes what it is given
+
+    def count_tokens(self, ep: Endpoint, messages: list[dict[str, Any]]) -> int:
+        return sum(len(str(m.get("content") or "")) for m in messages) // 4  # 4 characters a token
+
     def preflight(self, ep: Endpoint, timeout_s: float) -> None:
         load(ep)
 
