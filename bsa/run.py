@@ -50,11 +50,12 @@ from bsa.config import Config, JudgeConfig, ModelConfig, role_limits
 from bsa.config import ConfigError as ConfigError  # re-exported: callers catch it from here
 from bsa.config import validate as validate
 from bsa.contract import ID, SAMPLE_INDEX, generation_key
-from bsa.data import Query
+from bsa.data import DatasetError, Query
 from bsa.guard import ReasoningGuard
-from bsa.llm import Client, Endpoint, Stats, preflight
+from bsa.llm import Client, Endpoint, ModelCallError, Stats, preflight
 from bsa.pipeline import BatchSettings, Pipeline
 from bsa.policy import StopPolicy
+from bsa.prompts import TemplateError
 from bsa.rundir import (
     INFO,
     GivenGenerations,
@@ -146,25 +147,93 @@ def _plan_lines(
 
 
 def _inputs(
-    cfg: Config, run_dir: Path
+    cfg: Config, run_dir: Path, endpoints: list[Endpoint] | None = None
 ) -> tuple[list[Query], Path, prompts.PromptSet, generate.MitigationPrompt, str | None, dict[str, str]]:
     """The run's queries, prompts and identity; a run dir holding other content is refused here,
-    before anything is written."""
-    validate(cfg)
+    before anything is written. Every prerequisite is checked and every problem said in ONE message
+    (the config, the cache and run dirs, the data, the judge prompts, the mitigation; with
+    ``endpoints``, a run's: each key, the budget's prices, each endpoint bsa does not start): a user
+    offline learns of them all at once, not one per attempt."""
+    problems: list[str] = []
+    raised: list[BaseException] = []
+
+    def attempt(check: Callable[[], Any], *errors: type[BaseException]) -> Any:
+        try:
+            return check()
+        except errors as e:
+            problems.extend(_problem_lines(e))
+            raised.append(e)
+            return None
+
+    attempt(lambda: validate(cfg), ConfigError)
     # The cache dir takes downloads (data, prompts) and every answer: an unwritable one is said now,
     # not as an OSError once calls are under way.
     if cfg.cache.enabled and (why := unwritable(Path(cfg.cache.dir).expanduser())):
-        raise ConfigError(
-            f"cache.dir={cfg.cache.dir}: cannot write there ({why}); set cache.dir (or $BSA_CACHE_DIR) "
-            "to a directory you can write, or cache.enabled=false to run without a cache"
+        attempt(
+            partial(
+                _refuse,
+                f"cache.dir={cfg.cache.dir}: cannot write there ({why}); set cache.dir (or $BSA_CACHE_DIR) "
+                "to a directory you can write, or cache.enabled=false to run without a cache",
+            ),
+            ConfigError,
         )
-    queries, source = data.load(cfg.dataset, cfg.cache.dir)
-    prompt_set = prompts.load_judge_prompts(cfg.judge, cfg.cache.dir)
-    mitigation = generate.mitigation_prompt(cfg.mitigation, cfg.judge, cfg.cache.dir)
+    if endpoints is not None and (why := unwritable(run_dir)):
+        attempt(
+            partial(
+                _refuse,
+                f"run dir {run_dir}: cannot write there ({why}); run in a writable directory "
+                "(hydra.run.dir=DIR or output_dir=DIR; resume=DIR only for a run dir you can write)",
+            ),
+            ConfigError,
+        )
+    loaded = attempt(lambda: data.load(cfg.dataset, cfg.cache.dir), DatasetError, OSError)
+    prompt_set = attempt(lambda: prompts.load_judge_prompts(cfg.judge, cfg.cache.dir), TemplateError, OSError)
+    mitigation = attempt(
+        lambda: generate.mitigation_prompt(cfg.mitigation, cfg.judge, cfg.cache.dir),
+        TemplateError,
+        ConfigError,
+        OSError,
+    )
+    if endpoints is not None:
+        for ep in endpoints:
+            attempt(ep.api_key, ModelCallError)
+        if not problems:  # prices and reachability are worth asking only of a run that could start
+            attempt(lambda: _check_budget(cfg, endpoints), ConfigError)
+            for ep in endpoints:
+                if not _served_by_bsa(cfg, ep):
+                    attempt(lambda ep=ep: preflight(ep), ModelCallError)
+    if len(raised) == 1:  # one problem: its own error, as the checks have always raised it
+        raise raised[0]
+    if problems:
+        listed = "\n".join(f"  {n}. {p}" for n, p in enumerate(problems, 1))
+        raise ConfigError(
+            f"this run cannot start; {len(problems)} problems, all found before any call:\n{listed}"
+        )
+    queries, source = loaded
     system = generate.system_prompt(cfg.model, mitigation)
     ident = provenance.identity(cfg, queries, prompt_set, system)
     check_resume(run_dir, ident, cfg, queries)
     return queries, source, prompt_set, mitigation, system, ident
+
+
+def _refuse(message: str) -> None:
+    raise ConfigError(message)
+
+
+def _problem_lines(e: BaseException) -> list[str]:
+    """A refusal's problems, one per line: validate lists several under "invalid configuration:"."""
+    text = str(e)
+    head, _, rest = text.partition("\n")
+    if head.rstrip(":") == "invalid configuration" and rest:
+        return [line.strip() for line in rest.splitlines() if line.strip()]
+    return [text]
+
+
+def _served_by_bsa(cfg: Config, ep: Endpoint) -> bool:
+    """An endpoint whose server bsa starts (llama.cpp, vLLM): it can be checked only once it runs."""
+    if ep.role == "judge" and cfg.judge.serve.backend == "model":
+        return True  # the model's server, or a llama.cpp server of its own beside a remote model
+    return (cfg.model if ep.role == "model" else cfg.judge).serve.backend != "none"
 
 
 def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = None) -> cost.Estimate:
@@ -231,19 +300,11 @@ def run(
     log_handler: logging.Handler | None = None
     unfreeze: Callable[[], None] = _no_op
     try:
-        queries, source, prompt_set, mitigation, system, ident = _inputs(cfg, run_dir)
-        if why := unwritable(run_dir):
-            raise ConfigError(
-                f"run dir {run_dir}: cannot write there ({why}); run in a writable directory "
-                "(hydra.run.dir=DIR or output_dir=DIR; resume=DIR only for a run dir you can write)"
-            )
-        # A missing key fails now, before servers start; reachability once they run.
+        # Every prerequisite at once: keys and external endpoints now, bsa's own servers once they run.
         endpoints = ([] if generations is not None else [generate.endpoint(cfg.model)]) + judge.endpoints(
             cfg.judge
         )
-        for ep in endpoints:
-            ep.api_key()
-        _check_budget(cfg, endpoints)
+        queries, source, prompt_set, mitigation, system, ident = _inputs(cfg, run_dir, endpoints)
         if cfg.dataset.demo:
             console.console.print(
                 "[yellow]Demo data: a few illustrative queries written for bsa, not the BSA benchmark. "
@@ -258,7 +319,8 @@ def run(
                 stack, cfg, run_dir, generations is None, leases
             )
             for ep in ([] if generations else [generate.endpoint(model_cfg)]) + judge.endpoints(judge_cfg):
-                preflight(ep)
+                if _served_by_bsa(cfg, ep):  # the others were checked with every prerequisite
+                    preflight(ep)
                 for warning in [] if ep.deployments else probe.ask(ep):
                     console.console.print(f"[yellow]{escape(warning)}[/]")
             _reserve(run_dir)

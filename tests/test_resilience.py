@@ -24,7 +24,7 @@ from helpers import responder, write_dataset
 from helpers import scripted_overrides as overrides
 from scripted_server import Reply, ScriptedServer
 
-from bsa.config import Config
+from bsa.config import Config, ConfigError
 from bsa.llm import (
     UNREACHABLE_AFTER,
     Client,
@@ -170,11 +170,13 @@ def test_unreachable_api_base_fails_in_seconds(tmp_path: Path, make_config: Call
     data = write_dataset(tmp_path / "d.csv", make_rows(3))
     cfg = make_config(*overrides(f"http://127.0.0.1:{free_port()}/v1", data))
     t0 = time.monotonic()
-    with pytest.raises(ModelCallError, match=r"model api_base http://127\.0\.0\.1:\d+/v1 is unreachable"):
+    # Every prerequisite in one message (model and judge share the base), before any run dir exists.
+    with pytest.raises(
+        ConfigError, match=r"2 problems(.|\n)*model api_base http://127\.0\.0\.1:\d+/v1 is unreachable"
+    ):
         run(cfg, tmp_path / "run")
     assert time.monotonic() - t0 < 15
-    info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["status"] == "failed" and "is unreachable" in info["error"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_model_string_is_refused(tmp_path: Path, make_config: Callable[..., Config]) -> None:
@@ -190,7 +192,7 @@ def test_api_base_without_v1_is_explained(tmp_path: Path, make_config: Callable[
     data = write_dataset(tmp_path / "d.csv", make_rows(3))
     with ScriptedServer(lambda b: Reply()) as server:
         base = server.api_base.removesuffix("/v1") + "/api"
-        with pytest.raises(ModelCallError, match=r"want the base to end in /v1"):
+        with pytest.raises(ConfigError, match=r"want the base to end in /v1"):
             run(make_config(*overrides(base, data)), tmp_path / "run")
 
 
@@ -460,8 +462,7 @@ def test_an_unresolvable_provider_host_fails_in_preflight(
         "model deepseek/deepseek-v4-flash at http://no-such-host.invalid: cannot resolve host"
     )
     assert "check the network and DNS (or your HTTPS proxy), or set model.api_base" in msg
-    info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["status"] == "failed" and "cannot resolve host no-such-host.invalid" in info["error"]
+    assert not (tmp_path / "run").exists()  # refused with the other prerequisites: no run dir
 
 
 class GoneAfterPreflight:

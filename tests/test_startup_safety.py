@@ -154,16 +154,16 @@ def test_a_failed_rerun_leaves_a_finished_run_dir_byte_for_byte(
     assert _snapshot(run_dir) == before
 
 
-def test_a_new_run_dir_whose_endpoint_is_down_records_the_failure(
+def test_an_endpoint_that_is_down_is_refused_before_any_run_dir_exists(
     tmp_path: Path, make_config: Callable[..., Config]
 ) -> None:
-    """Only a re-run keeps its dir untouched: a new run dir still says why its run never started."""
+    """An endpoint bsa does not start is asked with the other prerequisites: down, the run is refused
+    in the same one message, and no run dir is made (a server bsa starts is checked once it runs)."""
     data = write_dataset(tmp_path / "mini.csv", ROWS)
     cfg = make_config(*scripted_overrides(f"http://127.0.0.1:{free_port()}/v1", data, "judge.prompts=bsa"))
-    with pytest.raises(ModelCallError, match="is unreachable"):
+    with pytest.raises(ConfigError, match="is unreachable"):
         run(cfg, tmp_path / "run", hydra_files={"overrides.yaml": "[]\n"})
-    assert '"status": "failed"' in (tmp_path / "run" / "run.json").read_text()
-    assert (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text() == "[]\n"
+    assert not (tmp_path / "run").exists()
 
 
 # 3. A key where a variable's name belongs: refused, never shown, never written.
