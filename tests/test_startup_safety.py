@@ -24,7 +24,6 @@ from scripted_server import ScriptedServer
 from test_pipeline import QUERY_IDS, ROWS, scripted
 
 from bsa.config import Config, ConfigError, env_name_problem
-from bsa.llm import ModelCallError
 from bsa.run import run
 from bsa.server import free_port
 
