@@ -8,6 +8,7 @@ Retry-After and the unreachable check. See ENGINEERING.md for the pitfalls measu
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -60,11 +61,14 @@ def model_id(model: str) -> str:
     return (rest if known and rest else model).lower()
 
 
+@functools.cache  # LiteLLM's provider list is fixed once imported: built once, not per comparison
 def _providers() -> frozenset[str]:
     litellm = import_litellm()
     return frozenset(str(p.value if hasattr(p, "value") else p) for p in litellm.provider_list)
 
 
+# Asked for every fresh answer and for every row of a finished run: the pairs are few, the calls many.
+@functools.lru_cache(maxsize=4096)
 def same_model(requested: str, answered: str) -> bool:
     """Whether a reply whose ``model`` says ``answered`` comes from the model ``requested`` (a LiteLLM
     model string). An empty ``answered`` (a server that names none) is taken as the same."""

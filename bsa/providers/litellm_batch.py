@@ -25,17 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bsa.llm import (
-    Client,
-    Completion,
-    Endpoint,
-    ModelCallError,
-    Request,
-    _redact,
-    _short,
-    _to_completion,
-    import_litellm,
-)
+from bsa.llm import Client, Completion, Endpoint, ModelCallError, Request
+from bsa.provider import _redact, _short
+from bsa.providers.litellm_api import _to_completion, import_litellm
 from bsa.results import atomic_write
 
 log = logging.getLogger("bsa.batch")
