@@ -343,7 +343,6 @@ class RunState:
         self.full: DiskFull | None = None  # the write that found the disk full, once one has
         self.on_full: Callable[[DiskFull], None] | None = None
         self.on_generation: Callable[[Row], None] | None = None  # each new generation row, once kept
-        self._written = 0
         self._gen_out = None if read_only else results.JsonlAppender(self.gen_path)
         self._judge_out = None if read_only else results.JsonlAppender(self.judge_path)
 
@@ -374,12 +373,11 @@ class RunState:
             if self.on_full is not None:
                 self.on_full(self.full)
             return False
-        self._written += 1
         return True
 
     def _row_bytes(self) -> int:
         size = sum(p.stat().st_size for p in (self.gen_path, self.judge_path) if p.exists())
-        return size // max(1, self._written + len(self.gens) + len(self.judged)) + 1
+        return size // max(1, len(self.gens) + len(self.judged)) + 1  # memory holds what the files do
 
     def close(self) -> None:
         for out in (self._gen_out, self._judge_out):
