@@ -140,7 +140,9 @@ def main(cfg):
     with bsa.server.acquire(serve, cfg.hf_model, run_dir, "model") as lease:
         PROCS.append(lease.server.proc)
         point = {{"hf_model": cfg.hf_model, "a": cfg.a, "reused": lease.reused, "api_base": lease.api_base}}
-        print("POINT", json.dumps(point), flush=True)
+        # a file per point, not stdout: joblib's workers share the parent's pipe, and a loaded CI
+        # machine once lost two workers' lines while every job succeeded
+        (run_dir / "point.json").write_text(json.dumps(point))
 
 if __name__ == "__main__":
     from hydra.core.config_store import ConfigStore
@@ -165,8 +167,8 @@ def _app(tmp_path: Path, *args: str) -> tuple[list[dict], list[dict], str]:
            f"hydra.sweep.dir={tmp_path / 'sweep'}", *args]  # fmt: skip
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    lines = out.stdout.splitlines()
-    points = [json.loads(line.split(" ", 1)[1]) for line in lines if line.startswith("POINT ")]
+    point_files = sorted((tmp_path / "sweep").glob("*/point.json"), key=lambda f: int(f.parent.name))
+    points = [json.loads(f.read_text()) for f in point_files]
     starts = [json.loads(line) for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
     for s in starts:  # every server is gone once the sweep is
         with pytest.raises(ProcessLookupError):
