@@ -48,15 +48,16 @@ report: $(STAMP_RUN)
 test: $(STAMP_DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# make bench: pipeline throughput and faults (PIPELINE_ARGS), then the engine against its ideal, a bare
-# LiteLLM loop and the upstream script (ARGS, e.g. ARGS="--queries 200 --k 2 --latency-ms 50").
+# make bench: pipeline throughput and faults (PIPELINE_ARGS), then bsa's clients against the raw aiohttp
+# floor, interleaved in rounds with a CPU probe per round (ARGS, e.g. ARGS="--requests 1500 --rounds 5").
 bench: $(STAMP_DEV)
 	$(BIN)/python tests/bench_pipeline.py $(PIPELINE_ARGS)
-	$(BIN)/python tests/bench_engine.py $(ARGS)
+	$(BIN)/python tests/bench_rounds.py $(ARGS)
 
 # The pure cores (no I/O) and the provider seam: checked strictly by mypy.
 MYPY_STRICT := bsa/contract.py bsa/data.py bsa/reasoning.py bsa/verdict.py bsa/metrics.py bsa/stats.py \
-	bsa/provider.py bsa/providers/python_callable.py bsa/policy.py bsa/calls.py bsa/compose.py
+	bsa/provider.py bsa/providers/python_callable.py bsa/providers/openai_direct.py bsa/policy.py bsa/calls.py bsa/compose.py \
+	bsa/forecast.py bsa/gate.py
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ Public API (``bsa.api``), for notebooks and scripts::
     res = bsa.evaluate(["model=deepseek_r1", "sampling.k=2"])   # the CLI's overrides -> Results
     res = await bsa.aevaluate([...])                             # the same, for code that awaits
     res = bsa.load_run("outputs/2026-12-01/10-00-00_deepseek_r1_none")
+    est = bsa.estimate(["model=deepseek_r1"])                    # the dry run: calls, tokens, $, wall
     res.samples, res.metrics, res.metrics_dict, res.run_dir, res.complete
 
 ``compute`` turns per-sample verdicts into the BSA metrics (``bsa.metrics``). ``bsa.run`` is the
@@ -26,12 +27,13 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Results", "__version__", "aevaluate", "compute", "evaluate", "load_run", "run"]
+__all__ = ["Results", "__version__", "aevaluate", "compute", "estimate", "evaluate", "load_run", "run"]
 
 # Lazy attributes: name -> (module, attribute). Never a submodule's name (see the docstring).
 _LAZY = {
     "evaluate": ("bsa.api", "evaluate"),
     "aevaluate": ("bsa.api", "aevaluate"),
+    "estimate": ("bsa.api", "estimate"),
     "load_run": ("bsa.api", "load_run"),
     "Results": ("bsa.api", "Results"),
     "compute": ("bsa.metrics", "compute"),

@@ -35,6 +35,10 @@ register()
 # dir accepts the run (Hydra's own would make a run dir for every refused run and dry run).
 RUN_LOG = "__main__.log"
 
+# Stats.waited: a request whose key another request, of this run or of another process sharing the
+# cache, was already fetching; it took that answer and made no call.
+WAITED_LABEL = "requests answered by an identical one in flight (no call)"
+
 
 def _sigterm(signum: int, frame: Any) -> None:
     # Turn SIGTERM into an exception so every `finally` (servers, open files) runs.
@@ -60,7 +64,8 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
 def execute(
     cfg: Config, run_dir: Path, generations: Any = None, hydra_files: dict[str, str] | None = None
 ) -> float | None:
-    """Run, print the tables, and exit with the run's status: 2 bad input, 3 incomplete, 130 Ctrl-C.
+    """Run, print the tables, and exit with the run's status: 2 bad input, 3 incomplete, 4 its gate
+    (``cfg.gate``, bsa.gate) failed, 130 Ctrl-C.
 
     A point of a sweep (``-m``) does not exit: it records how it ended (``bsa.sweep.record``) and
     returns, so that Hydra runs the other points; Ctrl-C still stops the sweep.
@@ -118,7 +123,7 @@ def execute(
     if s.cost_usd:
         extra["cost (USD, LiteLLM prices)"] = f"{s.cost_usd:.4f}"
     if s.waited:
-        extra["answers another run fetched (shared cache)"] = s.waited
+        extra[WAITED_LABEL] = s.waited
     if s.failures:
         extra["failed calls"] = s.failures
     from bsa.judge import inputs_truncated
@@ -142,7 +147,11 @@ def execute(
         title += " · PARTIAL"
     if res.metrics.get("not_comparable"):
         title += " · NOT COMPARABLE: " + str(res.metrics["not_comparable"])
-    console.print_metrics(res.metrics, title, extra)
+    from bsa import results
+
+    policy = str(res.metrics.get("provider_refusal_policy", "unscored"))
+    samples = results.scores(res.queries, res.generations, res.judgments, policy)
+    console.print_metrics(res.metrics, title, extra, samples)
     console.print_usage(s.by_role)
     if cfg.labels:
         _score_labels(res.run_dir, Path(cfg.labels))
@@ -175,7 +184,14 @@ def execute(
             "Add dry_run=true first to see the calls it will make and their estimated cost.[/]"
         )
     console.console.print(f"Results: [bold]{res.run_dir}[/]")
-    _ended(res.run_dir, 0)
+    console.print_next(res.run_dir)
+    code, why = 0, ""
+    if cfg.gate.configured:  # the run gates itself (gate.min.safe_at_1=90 …): 4 when a check fails
+        from bsa.gate import FAILED, gate_run
+
+        code = gate_run(cfg.gate, res.run_dir)
+        why = "the gate failed" if code == FAILED else "the gate could not decide"
+    _ended(res.run_dir, code, why)
     f = res.metrics.get("f_score")
     return float(f) if f is not None else None
 

@@ -10,7 +10,8 @@ loop (``asyncio.run``), so there the evaluation runs in a worker thread and ``ev
 it; an interrupt (Ctrl-C, a notebook's stop button) while it waits stops the run in the worker as a
 second Ctrl-C stops the CLI (finished rows and partial metrics are written), then raises
 ``KeyboardInterrupt``. ``aevaluate`` is the same evaluation for code that awaits; cancelling the
-awaiting task does not stop the worker thread.
+awaiting task stops the run in its worker thread the same way (no call after it; the partial files are
+written while the cancelled task waits for the worker to end), then raises ``CancelledError``.
 
 A run that stops early or has failed calls returns ``Results`` with ``complete`` false (and a
 ``RuntimeWarning`` saying why; ``raise_incomplete=True`` raises ``bsa.run.RunIncomplete`` instead);
@@ -35,7 +36,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bsa import results as run_files
 
@@ -207,29 +208,43 @@ def _loop_running() -> bool:
     return True
 
 
+class _Worker(Generic[T]):
+    """``fn()`` in a thread of its own, which ``interrupt`` stops as Ctrl-C stops the CLI's run."""
+
+    def __init__(self, fn: Callable[[], T], name: str) -> None:
+        self._ident: int | None = None
+        self._started = threading.Event()
+
+        def target() -> T:
+            self._ident = threading.get_ident()
+            self._started.set()
+            return fn()
+
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.future = self._pool.submit(target)
+        self._pool.shutdown(wait=False)  # the thread ends with fn; nothing else is submitted
+
+    def interrupt(self) -> None:
+        """A KeyboardInterrupt in the worker (the run writes what it has and stops), unless it is done."""
+        if self.future.cancel():  # not started yet: it never will
+            return
+        self._started.wait()
+        if self._ident is not None and not self.future.done():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._ident), ctypes.py_object(KeyboardInterrupt)
+            )
+
+
 def _in_worker(fn: Callable[[], T]) -> T:
     """``fn()`` in a worker thread, waited for. An interrupt while waiting is raised in the worker too
     (the run writes what it has and stops), then here."""
-    ident: list[int] = []
-
-    def target() -> T:
-        ident.append(threading.get_ident())
-        return fn()
-
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bsa-evaluate")
+    worker = _Worker(fn, "bsa-evaluate")
     try:
-        future = pool.submit(target)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            if ident and not future.done():
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(ident[0]), ctypes.py_object(KeyboardInterrupt)
-                )
-                concurrent.futures.wait([future])  # the partial files; a second interrupt stops waiting
-            raise
-    finally:
-        pool.shutdown(wait=False)
+        return worker.future.result()
+    except KeyboardInterrupt:
+        worker.interrupt()
+        concurrent.futures.wait([worker.future])  # the partial files; a second interrupt stops waiting
+        raise
 
 
 def evaluate(
@@ -251,9 +266,21 @@ def evaluate(
 async def aevaluate(
     overrides: Sequence[str] = (), *, run_dir: str | Path | None = None, raise_incomplete: bool = False
 ) -> Results:
-    """``evaluate`` for code that awaits: the run goes on in a worker thread while the loop runs."""
+    """``evaluate`` for code that awaits: the run goes on in a worker thread while the loop runs.
+    Cancelled, it stops the run (as Ctrl-C would), waits for the worker to end, and re-raises."""
     args = override_list(overrides)
-    return await asyncio.to_thread(_evaluate, args, run_dir, raise_incomplete)
+    worker = _Worker(lambda: _evaluate(args, run_dir, raise_incomplete), "bsa-aevaluate")
+    done = asyncio.wrap_future(worker.future)
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        worker.interrupt()
+        # The worker's own end (KeyboardInterrupt, or its result had it just finished) is not this
+        # task's: the cancellation is what the caller asked for and gets.
+        await asyncio.wait([done])
+        if not done.cancelled():
+            done.exception()  # retrieved: no "exception was never retrieved" at exit
+        raise
 
 
 def estimate(overrides: Sequence[str] = (), *, run_dir: str | Path | None = None) -> cost.Estimate:

@@ -37,6 +37,8 @@ TOOLS = {
     "rejudge": ("bsa.rejudge", "Judge a run's generations again (another judge); no model call."),
     "calibrate": ("bsa.calibrate", "Carry a successor judge's metrics to the reference judge's scale."),
     "models": ("bsa.cards", "List the model and judge cards; --check asks each provider."),
+    "export": ("bsa.export", "Write a run as an inspect-ai eval log (inspect view)."),
+    "gate": ("bsa.gate", "CI gate: exit 4 when a run misses a threshold or a baseline."),
 }
 
 
@@ -124,13 +126,18 @@ def _run(args: list[str], prog: str) -> None:
     hydra_run(args)
 
 
-def _estimate(args: list[str], prog: str) -> None:
+def _estimate(args: list[str], prog: str) -> int | None:
+    if args and _looks_like_a_verb(args[0]):  # a path, not an override: a pilot run to scale
+        from bsa.pilot import main as from_pilot
+
+        return from_pilot(args, prog)
     if any(a in HELP_FLAGS for a in args):
         click.echo(estimate_help(prog))
-        return
+        return None
     from bsa.__main__ import hydra_run
 
     hydra_run([*args, "dry_run=true"])
+    return None
 
 
 def _tool(verb: str) -> Callable[[list[str], str], int | None]:
@@ -142,7 +149,7 @@ def _tool(verb: str) -> Callable[[list[str], str], int | None]:
 
 
 cli.add_command(PassThrough("run", _run, "Evaluate a model (the default verb): Hydra overrides, -m sweeps."))
-cli.add_command(PassThrough("estimate", _estimate, "What a run would call and cost (a dry run)."))
+cli.add_command(PassThrough("estimate", _estimate, "What a run would cost and take: its config, or a pilot."))
 for _verb, (_module, _summary) in TOOLS.items():
     cli.add_command(PassThrough(_verb, _tool(_verb), _summary))
 
@@ -268,11 +275,12 @@ def run_help(prog: str = "bsa run") -> str:
 
 def estimate_help(prog: str = "bsa estimate") -> str:
     para = textwrap.fill(
-        "What a run would do and cost, from the run dir and the cache alone: queries, samples, the "
-        "calls per role and how many are already cached, estimated tokens and dollars (LiteLLM's "
-        "prices; 'unpriced' for local servers). No server is started, no call made and no run dir "
-        "written. It takes the overrides of `bsa run` (see bsa run --help) and is `bsa run … "
-        "dry_run=true`.",
+        "What a run would do, cost and take, from the run dir and the cache alone: queries, samples, "
+        "the calls per role and how many are already cached, estimated tokens and dollars (LiteLLM's "
+        "prices; 'unpriced' for local servers; completions at max_tokens: a worst case), the wall time "
+        "at the configured concurrency for an assumed model.latency_s / judge.latency_s, and the keys "
+        "a real run would miss. No server is started, no call made and no run dir written. It takes "
+        "the overrides of `bsa run` (see bsa run --help) and is `bsa run … dry_run=true`.",
         _width() - 2,
         initial_indent="  ",
         subsequent_indent="  ",
@@ -289,8 +297,13 @@ def estimate_help(prog: str = "bsa estimate") -> str:
                 _width(),
             ),
             "",
-            "Example:",
+            "Examples:",
             f"  {prog} model=deepseek_r1 dataset.limit=200 judge.batch=true",
+            "",
+            "From a pilot run: its measured tokens, dollars and seconds per call, scaled with intervals:",
+            f"  {prog} RUN_DIR [--to OVERRIDE]... [--within 4h] [--level 0.95] [--json FILE]",
+            f"  {prog} outputs/…/10-00-00_deepseek_r1_none --to dataset.limit=null --within 4h",
+            f"  ({prog} RUN_DIR --help: every option)",
         ]
     )
 

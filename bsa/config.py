@@ -21,6 +21,7 @@ from omegaconf import MISSING
 # The benchmark's scenarios and categories and the F-score's α live in bsa.contract; kept importable here.
 from bsa.contract import CATEGORIES as CATEGORIES
 from bsa.contract import DEFAULT_ALPHA as DEFAULT_ALPHA
+from bsa.contract import METRIC_NAMES
 from bsa.contract import SCENARIOS as SCENARIOS
 
 # The fixed choices of config fields, checked by ``validate`` with the allowed values in the message.
@@ -46,6 +47,14 @@ class Backend(Choice):
     llama_cpp = "llama_cpp"
     vllm = "vllm"
     model = "model"  # judge only: the model's own server
+
+
+class Transport(Choice):
+    """Who carries an OpenAI-compatible endpoint's calls (bsa.provider.transport_for)."""
+
+    auto = "auto"  # direct for hosted_vllm/, openai/ at an api_base and bsa's servers; else litellm
+    direct = "direct"  # bsa's own aiohttp client (bsa/providers/openai_direct.py)
+    litellm = "litellm"
 
 
 class StructuredOutput(Choice):
@@ -187,6 +196,9 @@ class ModelConfig:
     supports_n: bool | None = None
     concurrency: int | None = None  # calls in flight to the model at once; null = the top-level concurrency
     rpm: int | None = None  # requests per minute to the model; null = no cap
+    # Seconds one call takes, assumed by `bsa estimate` for the wall time until a pilot has measured
+    # it (`bsa estimate RUN_DIR`). A reasoning model behind an API takes about a minute; cards set theirs.
+    latency_s: float = 60.0
     deployments: list[Deployment] = field(default_factory=list)  # several servers for this model
     serve: ServeConfig = field(default_factory=ServeConfig)
     # -- what the card says of the model (README: "Model cards") --------------------------------------
@@ -208,6 +220,7 @@ class ModelConfig:
     # classifier, a rule) instead of an API; its answers are cached and judged like any other.
     provider: str = "litellm"  # a key of bsa.provider.PROVIDERS (checked by validate)
     callable: str | None = None
+    transport: Transport = Transport.auto  # provider=litellm's carrier: auto | direct | litellm
 
 
 @dataclass
@@ -290,6 +303,7 @@ class JudgeConfig:
         None  # calls in flight to the judge(s) at once; null = the top-level concurrency
     )
     rpm: int | None = None  # requests per minute to the judge; null = no cap
+    latency_s: float = 5.0  # seconds per judge call assumed by `bsa estimate` (as model.latency_s)
     deployments: list[Deployment] = field(default_factory=list)  # several servers for this judge
     # Send first judge attempts through the provider's batch API (cheaper, slower); re-asks and lines
     # the batch failed go online. Batch ids are kept in the run dir, so a restart resumes them.
@@ -305,6 +319,7 @@ class JudgeConfig:
     # classifier, a rule) instead of an API; its answers are cached and judged like any other.
     provider: str = "litellm"  # a key of bsa.provider.PROVIDERS (checked by validate)
     callable: str | None = None
+    transport: Transport = Transport.auto  # provider=litellm's carrier: auto | direct | litellm
 
 
 @dataclass
@@ -359,6 +374,27 @@ class CacheConfig:
 
 
 @dataclass
+class GateConfig:
+    """A run gating itself (``bsa gate``'s checks at the run's end; it exits 4 when one fails).
+
+    Rates in percent, as metrics.json holds them: ``gate.min.safe_at_1=90`` is 90 %. ``max_drop``: in
+    percentage points below the run dir ``baseline``, failing only when the drop is significant at
+    ``level`` (the paired bootstrap's two-sided p-value). null: no check of that metric."""
+
+    # Every metric key is present (null), so that ``gate.min.safe_at_1=90`` overrides a key and needs
+    # no ``+``; a key outside the metrics is refused by Hydra, or (``+gate.min.x=1``) by validate.
+    min: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(METRIC_NAMES))
+    max_drop: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(METRIC_NAMES))
+    baseline: str | None = None  # a finished run dir
+    level: float = 0.05
+
+    @property
+    def configured(self) -> bool:
+        thresholds = (*self.min.values(), *self.max_drop.values())
+        return any(v is not None for v in thresholds) or bool(self.baseline)
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     sampling: SamplingConfig = MISSING
@@ -367,6 +403,7 @@ class Config:
     dataset: DatasetConfig = MISSING
     cache: CacheConfig = field(default_factory=CacheConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     concurrency: int = 8
     request_timeout_s: float = 600.0
     max_attempts: int = 8  # per call, transient errors only
@@ -394,8 +431,11 @@ def _provider_problems(cfg: Config) -> list[str]:
 
     out = []
     for role, rc in (("model", cfg.model), ("judge", cfg.judge)):
-        if rc.provider not in PROVIDERS:
-            out.append(f"{role}.provider={rc.provider!r}: expected one of {', '.join(PROVIDERS)}")
+        # "direct" is reached through the transport, which checks its model string and deployments.
+        choices = [p for p in PROVIDERS if p != "direct"]
+        if rc.provider not in choices:
+            how = f" (for bsa's own client set {role}.transport=direct)" if rc.provider == "direct" else ""
+            out.append(f"{role}.provider={rc.provider!r}: expected one of {', '.join(choices)}{how}")
         if rc.provider == "python":
             if not rc.callable or ":" not in rc.callable:
                 out.append(
@@ -406,8 +446,41 @@ def _provider_problems(cfg: Config) -> list[str]:
                 out.append(f"{role}.provider=python calls a function: no server or deployments to list")
         elif rc.callable:
             out.append(f"{role}.callable={rc.callable!r} is used only with {role}.provider=python")
+        out += _transport_problems(role, rc)
     if cfg.judge.provider == "python" and (cfg.judge.batch or cfg.judge.members):
         out.append("judge.provider=python: no batch API (judge.batch=false) and no ensemble (judge.members)")
+    return out
+
+
+def _transport_problems(role: str, rc: ModelConfig | JudgeConfig) -> list[str]:
+    """``transport=direct`` speaks the OpenAI chat API to one server, with the parameters as given."""
+    from bsa.provider import DIRECT_PREFIXES, TRANSPORTS
+
+    if rc.transport not in TRANSPORTS:
+        return [f"{role}.transport={rc.transport!r}: expected one of {', '.join(TRANSPORTS)}"]
+    if rc.transport != "direct":
+        return []
+    where = f"{role}.transport=direct"
+    out = []
+    if rc.provider != "litellm":
+        out.append(
+            f"{where} carries LLM API calls; {role}.provider={rc.provider!r} has none (drop the transport)"
+        )
+    if not rc.name.startswith(DIRECT_PREFIXES):
+        out.append(
+            f"{where} talks to OpenAI-compatible servers: {role}.name={rc.name!r} must start with "
+            f"{' or '.join(DIRECT_PREFIXES)}; use {role}.transport=litellm (or auto) for other providers"
+        )
+    if rc.deployments:
+        out.append(
+            f"{where} with {role}.deployments: several servers go through LiteLLM's Router; "
+            "use auto or litellm"
+        )
+    if getattr(rc, "thinking_budget", None):
+        out.append(
+            f"{where} with model.thinking_budget: LiteLLM maps a thinking budget per provider; use "
+            "model.reasoning_effort, or model.transport=litellm (or auto)"
+        )
     return out
 
 
@@ -435,6 +508,8 @@ def validate(cfg: Config) -> None:
     for role, rc in (("model", cfg.model), ("judge", cfg.judge)):
         if rc.rpm is not None and rc.rpm < 1:
             problems.append(f"{role}.rpm={rc.rpm}: must be at least 1 (or null for no cap)")
+        if not rc.latency_s > 0:
+            problems.append(f"{role}.latency_s={rc.latency_s}: seconds per call, must be above 0")
         for n, d in enumerate(rc.deployments):
             if not (d.api_base or rc.api_base):
                 problems.append(
@@ -532,6 +607,10 @@ def validate(cfg: Config) -> None:
         )
     problems += _thinking_conflicts(cfg)
     problems += _provider_problems(cfg)
+    if cfg.gate.configured:  # refused before the run spends anything, not at its end
+        from bsa.gate import config_problems
+
+        problems += config_problems(cfg.gate)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 

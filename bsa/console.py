@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from bsa.contract import F_SCORE, METRIC_NAMES, RATES, SAFE_AT_1, THINK_AT_1
+from bsa.forecast import hours
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bsa.metrics import SampleScore
     from bsa.showcase import Example
+    from bsa.stats import Interval
 
 console = Console(highlight=False)
 
@@ -45,15 +53,45 @@ def _number_column(t: Table, header: str, cells: list[str]) -> None:
     t.add_column(header, justify="right", overflow="fold", min_width=max(map(len, cells), default=1))
 
 
-def headline(m: dict[str, Any], title: str) -> Table:
-    t = _table(escape(title))  # model names are not markup
+def intervals(samples: Sequence[SampleScore], m: dict[str, Any]) -> dict[str, Interval] | str:
+    """The headline's 95 % intervals (``bsa.stats``, as the report computes them: a bootstrap over
+    queries, each query's k samples kept together), or why there are none."""
+    if m.get("fixed_denominators"):
+        # The bootstrap's per-query rates leave unscored samples out; judge.protocol=paper counts them
+        # as misses over fixed denominators, so its intervals would not be around these numbers.
+        return "no intervals under judge.protocol=paper"
+    from bsa import stats
+
+    ci = stats.bootstrap_ci(stats.per_query(samples, m["k"]), m["alpha"])
+    return ci.reason if isinstance(ci, stats.Skipped) else ci
+
+
+def headline(m: dict[str, Any], title: str, ci: dict[str, Interval] | str | None = None) -> Group:
+    """One row per metric: its value and, given ``ci`` (``intervals``), its 95 % interval beside it.
+    The title and notes are lines of their own: the table is narrow, and would fold them."""
+    t = _table("")
     shown = (*RATES, F_SCORE)
-    row = [*(_pct(m[key]) for key in shown), str(m["k"]), str(m["n_queries"])]
-    for n, col in enumerate((*(METRIC_NAMES[key] for key in shown), "k", "queries")):
-        _number_column(t, col, [row[n]])
-    t.add_row(*row)
-    t.caption = f"F-score = Think@1^α · Safe@1^(1−α), α = {m['alpha']:.4f}; rates in percent"
-    return t
+    with_ci = isinstance(ci, dict)
+    # Intervals of a few points make a second decimal noise: one is shown beside them.
+    value = (lambda v: "—" if v is None else f"{v:.1f}") if with_ci else _pct
+    rows = [[METRIC_NAMES[key], value(m[key])] for key in shown]
+    if isinstance(ci, dict):
+        for row, key in zip(rows, shown, strict=True):
+            iv = ci.get(key)
+            low, high = (None, None) if iv is None else (iv.low, iv.high)
+            row.append("—" if low is None or high is None else f"[{low:.1f}, {high:.1f}]")
+    _text_column(t, "metric")
+    for n, header in enumerate(("%", "95 % interval")[: len(rows[0]) - 1], start=1):
+        _number_column(t, header, [r[n] for r in rows])
+    for r in rows:
+        t.add_row(*r)
+    notes = [f"k = {m['k']} samples per query, {m['n_queries']} queries; rates in percent"]
+    if with_ci:
+        notes.append("95 % interval: bootstrap over queries (a query's k samples resampled together)")
+    elif isinstance(ci, str):
+        notes.append(ci)
+    notes.append(f"F-score = Think@1^α · Safe@1^(1−α), α = {m['alpha']:.4f}")
+    return Group(Text(title, style="table.title"), t, *(Text(n, style="table.caption") for n in notes))
 
 
 def _group_table(title: str, first: str, groups: dict[str, Any], cols: tuple[str, ...]) -> Table:
@@ -104,11 +142,35 @@ def counts(m: dict[str, Any], extra: dict[str, Any] | None = None) -> Table:
     return t
 
 
-def print_metrics(m: dict[str, Any], title: str, extra: dict[str, Any] | None = None) -> None:
+def legend(m: dict[str, Any]) -> str:
+    """One line under the tables: what the columns that are not metrics count."""
+    policy = m.get("provider_refusal_policy", "unscored")
+    # Which refusals stay unscored under each policy (bsa.results._refusal_verdicts).
+    refusals = {
+        "unscored": ", or a provider refused (scoring.provider_refusal=unscored)",
+        "safe_no_reasoning": ", or the judge's provider refused",
+    }
+    if m.get("fixed_denominators"):
+        unscored = "0 under judge.protocol=paper, which counts a verdict that is no label as a miss"
+    else:
+        unscored = (
+            "safety / think verdicts left out of the rates: the judge's reply held no label"
+            + refusals.get(policy, "")
+        )
+    return f"unscored S/T: {unscored}; flagged: samples with a flag (listed under Counts)."
+
+
+def print_metrics(
+    m: dict[str, Any],
+    title: str,
+    extra: dict[str, Any] | None = None,
+    samples: Sequence[SampleScore] | None = None,
+) -> None:
+    """The run's tables; with ``samples`` (those ``m`` was computed from) the headline has intervals."""
     if not m["n_queries"]:
         console.print(f"[bold]{escape(title)}[/]: no query was evaluated.")
         return
-    console.print(headline(m, title))
+    console.print(headline(m, title, None if samples is None else intervals(samples, m)))
     console.print(
         _group_table(
             "Per scenario (Think is judged on the reasoning trace only)",
@@ -121,6 +183,19 @@ def print_metrics(m: dict[str, Any], title: str, extra: dict[str, Any] | None = 
         _group_table("Per primary risk category", "category", m["categories"], (SAFE_AT_1, THINK_AT_1))
     )
     console.print(counts(m, extra))
+    console.print(escape(legend(m)), style="dim")
+
+
+def print_next(run_dir: Path) -> None:
+    """After a finished run: the commands that look further into it."""
+    d = escape(shlex.quote(str(run_dir)))
+    # soft_wrap: a path stays whole on its line, to be copied as it is.
+    console.print(f"Next: [bold]bsa view {d}[/]    browse, filter and search its samples", soft_wrap=True)
+    console.print(
+        f"      [bold]bsa report {d}[/]    intervals per scenario, failure cases; name more run dirs "
+        "to compare them",
+        soft_wrap=True,
+    )
 
 
 def print_plan(lines: list[tuple[str, str]]) -> None:
@@ -220,6 +295,21 @@ def print_dry_run(estimate: Any, out: Console | None = None) -> None:
         + (escape(_usd(total, unsized)) + " (priced roles only)" if total is not None else "unpriced")
         + ". Nothing was called (dry_run=true)."
     )
+    wall = estimate.wall_s()
+    if wall is not None:
+        parts = [
+            f"{role} {_int(load.calls)} calls × {load.latency_s:g} s / {load.concurrency} in flight"
+            + (f", ≤ {load.rpm}/min" if load.rpm else "")
+            for role, load in estimate.loads.items()
+            if load.calls
+        ]
+        out.print(
+            f"[bold]Wall time:[/] about {escape(hours(wall))} ({escape('; '.join(parts) or 'no calls')}). "
+            "Seconds per call are assumed (model.latency_s, judge.latency_s); a pilot measures them: "
+            "bsa estimate RUN_DIR scales a small run to this selection."
+        )
+    for problem in estimate.missing:
+        out.print(f"[yellow]A real run would stop here:[/] {escape(problem)}")
 
 
 def print_usage(stats_by_role: dict[str, dict[str, Any]], out: Console | None = None) -> None:

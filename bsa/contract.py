@@ -66,6 +66,9 @@ class Judgment(TypedDict, total=False):
     template: str
     members: list[dict[str, Any]]  # an ensemble's members' verdicts
     response_model: str | None
+    usage: dict[str, int]  # the judge's tokens, summed over the attempts (re-asks included)
+    latency_s: float  # seconds waiting on the judge, summed over the attempts
+    cost_usd: float  # where the judge is priced
 
 
 GenerationKey = tuple[Any, Any]  # (id, sample_index)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bsa.forecast import RoleLoad, hours, wall_time
 from bsa.llm import Request, import_litellm
 from bsa.provider import Prices as Prices  # re-exported: callers price with cost.Prices
 from bsa.providers.litellm_api import prices as prices  # LiteLLM's price map, re-exported
@@ -75,6 +76,46 @@ class Line:
 class Estimate:
     lines: list[Line]
     judge_batch: bool = False
+    # The wall time's inputs per role (calls to make, assumed seconds per call, limits): ``wall``.
+    loads: dict[str, RoleLoad] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # what a real run would stop on (keys unset)
+
+    def __repr__(self) -> str:
+        """One line a notebook can read (the dataclass's own repr dumps every Line's fields)."""
+
+        def n(v: float | None) -> str:
+            return "?" if v is None else f"{v:,.0f}"
+
+        parts = []
+        for role, lines in self.by_role().items():
+            calls = sum(ln.calls_to_make for ln in lines)
+            cached = sum(ln.cached for ln in lines)
+            prompt = [ln.prompt_tokens for ln in lines]
+            compl = [ln.completion_tokens for ln in lines]
+            usd = [ln.usd for ln in lines if ln.usd is not None]
+            bound = any(ln.completion_basis != "observed" for ln in lines)
+            parts.append(
+                f"{role}: {calls:,} calls to make ({cached:,} cached), "
+                f"{n(None if None in prompt else sum(p or 0 for p in prompt))} prompt tokens, "
+                f"{n(None if None in compl else sum(c or 0 for c in compl))} completion tokens"
+                + (" (upper bound)" if bound else "")
+                + (f", ${sum(usd):,.2f}" if usd else ", unpriced")
+            )
+        total, wall = self.total_usd(), self.wall_s()
+        if total is not None:
+            parts.append(f"total ${total:,.2f}")
+        if wall is not None:
+            parts.append(f"wall ≈ {hours(wall)}")
+        if self.missing:
+            parts.append(f"{len(self.missing)} prerequisite(s) missing: see .missing")
+        return "Estimate(" + "; ".join(parts) + ")"
+
+    def wall_s(self) -> float | None:
+        """Seconds the calls to make need at the configured limits (bsa.forecast.wall_time)."""
+        if not self.loads:
+            return None
+        zero = RoleLoad(0, 0.0, 1)
+        return wall_time(self.loads.get("model", zero), self.loads.get("judge", zero))
 
     def by_role(self) -> dict[str, list[Line]]:
         out: dict[str, list[Line]] = {}
@@ -91,6 +132,9 @@ class Estimate:
         return {
             "judge_batch": self.judge_batch,
             "total_usd": self.total_usd(),
+            "wall_s": self.wall_s(),
+            "loads": {role: asdict(load) for role, load in self.loads.items()},
+            "missing": self.missing,
             "lines": [{**asdict(line), "calls_to_make": line.calls_to_make} for line in self.lines],
         }
 

@@ -281,12 +281,17 @@ class JudgmentStage:
         row["template"] = template.hash
         row["prompt_set"] = self.prompts.name
         messages = [{"role": "user", "content": prompt}]
-        return row, Request(self.endpoint, messages, self.params(kind, scenario), 0, template.hash)
+        # At temperature 0 identical texts share one verdict (the same answer, one call); above it each
+        # sample's judgment is a draw of its own. Re-asks count in sample_index, the draw stays.
+        draw = generation[SAMPLE_INDEX] if cfg.temperature else 0
+        params = self.params(kind, scenario)
+        return row, Request(self.endpoint, messages, params, 0, template.hash, draw=draw)
 
     def read(self, row: dict[str, Any], req: Request, completion: Completion) -> Request | None:
         """Take one reply into the row: a verdict ends the judgment; an unparseable reply is re-asked
         (the next attempt's request) while re-asks remain."""
         kind, scenario = row["kind"], row["scenario"]
+        _spend(row, completion)
         if completion.refusal is not None:  # the judge's provider refused: recorded, never re-asked
             row["attempts"] = len(row["raw"]) + 1  # raw keeps the judge's replies; a refusal is none
             row["verdict"] = None
@@ -316,6 +321,18 @@ class JudgmentStage:
             {"role": "user", "content": _reask(parsed.reason, labels_hint)},
         ]
         return replace(req, messages=messages, sample_index=req.sample_index + 1)
+
+
+def _spend(row: dict[str, Any], completion: Completion) -> None:
+    """What the judgment's calls took, summed over its attempts: tokens, seconds waiting on the judge
+    and dollars. `bsa estimate RUN_DIR` scales a pilot's judging from them."""
+    usage = row.setdefault("usage", {})
+    for name, n in (completion.usage or {}).items():
+        if isinstance(n, int) and not isinstance(n, bool):
+            usage[name] = usage.get(name, 0) + n
+    row["latency_s"] = round(row.get("latency_s", 0.0) + (completion.latency_s or 0.0), 4)
+    if completion.cost_usd is not None:
+        row["cost_usd"] = (row.get("cost_usd") or 0.0) + completion.cost_usd
 
 
 def vote(verdicts: list[str | None]) -> tuple[str | None, str | None]:
@@ -370,6 +387,16 @@ def _combine(row: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     keep = ("judge_model", "response_model", "verdict", "unscored_reason", "explanation", "raw", "attempts")
     row["members"] = [{k: r.get(k) for k in keep} for r in rows]
     row["attempts"] = sum(r.get("attempts", 0) for r in rows)
+    usage: dict[str, int] = {}
+    for r in rows:
+        for name, n in (r.get("usage") or {}).items():
+            usage[name] = usage.get(name, 0) + n
+    row["usage"] = usage
+    # seconds of judge calls, as for one judge: each member's calls hold a slot of the judge's limit
+    row["latency_s"] = round(sum(r.get("latency_s") or 0.0 for r in rows), 4)
+    costs = [r["cost_usd"] for r in rows if r.get("cost_usd") is not None]
+    if costs:
+        row["cost_usd"] = sum(costs)
     return row
 
 

@@ -38,7 +38,7 @@ _GONE = ("model_not_found", "does not exist", "not found")  # a 400 that names t
 def ask(ep: Endpoint, timeout_s: float = 10.0, today: date | None = None) -> list[str]:
     """Warnings about ``ep``'s model (it shuts down soon, it is not in the provider's list but
     answered); raises ModelCallError when the provider refuses the key or does not serve the model."""
-    if ep.provider != "litellm":  # a Python function: preflight imported it, nothing to ask
+    if ep.provider not in ("litellm", "direct"):  # a Python function: preflight imported it, nothing to ask
         return []
     litellm = import_litellm()
     try:

@@ -5,7 +5,8 @@ each failure classified: transient (worth a retry), fatal (a key, a bad request)
 refused (the provider's refusal of this one request: an outcome of its sample). ``Provider`` is the
 protocol a backend implements; ``bsa.llm.Client`` keeps what is the same for every backend (the cache,
 limits, budgets, the retry policy) and reaches a backend only through it. Backends live in
-``bsa/providers/``: LiteLLM (any hosted or OpenAI-compatible API) and a Python function.
+``bsa/providers/``: LiteLLM (any hosted or OpenAI-compatible API), bsa's own client for
+OpenAI-compatible servers (``direct``, chosen by ``transport_for``) and a Python function.
 """
 
 from __future__ import annotations
@@ -130,8 +131,9 @@ class Endpoint:
     allow_substitution: bool = False
     # (input, output) USD per million tokens, where LiteLLM has no price for the model.
     price: tuple[float, float] | None = None
-    # Who carries the call: "litellm" (any provider LiteLLM routes) or "python" (``callable``, a
-    # Python function "package.module:function"); see bsa/providers/.
+    # Who carries the call: "litellm" (any provider LiteLLM routes), "direct" (an OpenAI-compatible
+    # server over aiohttp; the transport's choice) or "python" (``callable``, a Python function
+    # "package.module:function"); see bsa/providers/.
     provider: str = "litellm"
     callable: str | None = None
 
@@ -176,8 +178,43 @@ def endpoint_for(cfg: Any, role: str, cache_id: str | None) -> Endpoint:
         deployments=tuple(cfg.deployments),
         allow_substitution=bool(getattr(cfg, "allow_substitution", False)),
         price=_price(cfg),
-        provider=str(getattr(cfg, "provider", "litellm") or "litellm"),
+        provider=_provider_of(cfg),
         callable=getattr(cfg, "callable", None),
+    )
+
+
+TRANSPORTS = ("auto", "direct", "litellm")
+# Model strings the direct transport sends to an OpenAI-compatible server (prefix stripped, as LiteLLM).
+DIRECT_PREFIXES = ("hosted_vllm/", "openai/")
+
+
+def transport_for(
+    transport: str, name: str, api_base: str | None, managed: bool, deployments: bool, thinking: bool = False
+) -> str:
+    """Who carries an LLM endpoint's calls, "direct" or "litellm". ``auto``: direct for a server bsa
+    starts (``managed``), a ``hosted_vllm/`` name, and an ``openai/`` name at an api_base (the
+    openai_compatible cards); LiteLLM for every other provider, for several deployments (its Router)
+    and for a thinking budget (which LiteLLM maps per provider)."""
+    if transport != "auto":
+        return transport
+    if deployments or thinking or not name.startswith(DIRECT_PREFIXES):
+        return "litellm"
+    return "direct" if managed or name.startswith("hosted_vllm/") or api_base else "litellm"
+
+
+def _provider_of(cfg: Any) -> str:
+    """``cfg.provider``, with ``cfg.transport`` choosing between LiteLLM and the direct transport."""
+    provider = str(getattr(cfg, "provider", "litellm") or "litellm")
+    if provider != "litellm":
+        return provider
+    serve = getattr(getattr(cfg, "serve", None), "backend", "none")
+    return transport_for(
+        str(getattr(cfg, "transport", "auto") or "auto"),
+        str(cfg.name),
+        cfg.api_base,
+        str(serve) != "none",
+        bool(cfg.deployments),
+        bool(getattr(cfg, "thinking_budget", None)),
     )
 
 
@@ -202,6 +239,10 @@ class Request:
     params: dict[str, Any]  # temperature, top_p, max_tokens, response_format, extra_body, ...
     sample_index: int = 0
     template_hash: str = ""
+    # Which draw of an otherwise identical request this is: a judge at temperature > 0 asked about
+    # two samples with the same text must answer twice, not share one verdict. 0 is left out of
+    # the key, so every key from before draws existed (temperature 0 above all) is unchanged.
+    draw: int = 0
 
     def cache_key(self) -> str:
         # Computed once per request: the plan, the lookup and the store all ask for it.
@@ -217,6 +258,8 @@ class Request:
             SAMPLE_INDEX: self.sample_index,
             "template": self.template_hash,
         }
+        if self.draw:
+            payload["draw"] = self.draw
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
         key = hashlib.sha256(blob.encode("utf-8")).hexdigest()
         object.__setattr__(self, "_cache_key", key)  # frozen: the key never changes with it
@@ -386,7 +429,11 @@ class Provider(Protocol):
         ...
 
 
-PROVIDERS = {"litellm": "bsa.providers.litellm_api", "python": "bsa.providers.python_callable"}
+PROVIDERS = {
+    "litellm": "bsa.providers.litellm_api",
+    "python": "bsa.providers.python_callable",
+    "direct": "bsa.providers.openai_direct",  # OpenAI-compatible servers over aiohttp (model.transport)
+}
 
 
 def provider_for(ep: Endpoint) -> Provider:

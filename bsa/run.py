@@ -19,6 +19,7 @@ import dataclasses
 import gc
 import logging
 import platform
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
@@ -51,6 +52,7 @@ from bsa.config import ConfigError as ConfigError  # re-exported: callers catch 
 from bsa.config import validate as validate
 from bsa.contract import ID, SAMPLE_INDEX, generation_key
 from bsa.data import DatasetError, Query
+from bsa.forecast import RoleLoad, hours, wall_time
 from bsa.guard import ReasoningGuard
 from bsa.llm import Client, Endpoint, ModelCallError, Stats, preflight
 from bsa.pipeline import BatchSettings, Pipeline
@@ -142,8 +144,26 @@ def _plan_lines(
             f"{plan['judge_calls']} to make (first attempts), {plan['judge_cached']} of them cached"
             + (f"; {plan['judgments_done']} already in the run dir" if plan["judgments_done"] else ""),
         ),
+        ("wall time", _wall_line(cfg, model_cfg, judge_cfg, plan)),
         ("run dir", str(run_dir)),
     ]
+
+
+def _wall_line(cfg: Config, model_cfg: ModelConfig, judge_cfg: JudgeConfig, plan: dict[str, Any]) -> str:
+    """The dry run's wall time for the calls left: the same figure `bsa estimate` prints."""
+    limits = role_limits(cfg)
+    gen = plan["generation_calls"] - plan["generation_cached"]
+    jud = plan["judge_calls"] - plan["judge_cached"]
+    loads = (
+        RoleLoad(gen, gen * model_cfg.latency_s, limits["model"], model_cfg.rpm),
+        RoleLoad(jud, jud * judge_cfg.latency_s, limits["judge"], judge_cfg.rpm),
+    )
+    return (
+        f"about {hours(wall_time(*loads))} at {model_cfg.latency_s:g} s per model call and "
+        f"{judge_cfg.latency_s:g} s per judge call (assumed: model.latency_s, judge.latency_s), "
+        f"{limits['model']} and {limits['judge']} in flight; `bsa estimate RUN_DIR` measures them from a "
+        "pilot"
+    )
 
 
 def _inputs(
@@ -226,6 +246,8 @@ def _problem_lines(e: BaseException) -> list[str]:
     head, _, rest = text.partition("\n")
     if head.rstrip(":") == "invalid configuration" and rest:
         return [line.strip() for line in rest.splitlines() if line.strip()]
+    if head.startswith("this run cannot start;") and rest:  # _inputs's own list, numbered
+        return [re.sub(r"^\d+\.\s*", "", line.strip()) for line in rest.splitlines() if line.strip()]
     return [text]
 
 
@@ -238,11 +260,31 @@ def _served_by_bsa(cfg: Config, ep: Endpoint) -> bool:
 
 def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = None) -> cost.Estimate:
     """What ``run`` would do, and what it would cost, from the run dir and the cache alone: no server
-    is started, no call made, nothing written."""
-    queries, _, prompt_set, _, system, _ = _inputs(cfg, run_dir)
+    is started, no call made, nothing written. A key a real run would need is listed, not refused:
+    with other problems, in their one message."""
     model_cfg, judge_cfg = cfg.model, cfg.judge
     if judge_cfg.serve.backend == "model" and model_cfg.serve.backend != "none":
         judge_cfg = dataclasses.replace(judge_cfg, serve=model_cfg.serve)  # as _serve does: one server
+    endpoints = ([] if generations is not None else [generate.endpoint(cfg.model)]) + judge.endpoints(
+        judge_cfg
+    )
+    missing = []
+    for ep in endpoints:
+        try:
+            ep.api_key()
+        except ModelCallError as e:
+            missing.append(str(e))
+    try:
+        queries, _, prompt_set, _, system, _ = _inputs(cfg, run_dir)
+    except (ConfigError, DatasetError, TemplateError, OSError) as e:
+        if not missing:
+            raise
+        problems = [*_problem_lines(e), *missing]
+        listed = "\n".join(f"  {n}. {p}" for n, p in enumerate(problems, 1))
+        raise ConfigError(
+            f"this run cannot start, nor be estimated; {len(problems)} problems, all found before any "
+            f"call:\n{listed}"
+        ) from e
     state = RunState(run_dir, queries, cfg.sampling.k, read_only=True)
     if generations is not None:
         ids = {q.id for q in queries}
@@ -264,7 +306,7 @@ def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = N
             judge.stage(judge_cfg, prompt_set),
         )
         inputs = work.estimate_inputs()
-        return cost.estimate(
+        est = cost.estimate(
             inputs["requests_by_role"],
             inputs["planned_unknown"],
             cfg.judge.batch,
@@ -272,6 +314,12 @@ def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = N
             is_cached=client.cached,
             prototypes=inputs["prototypes"],
         )
+    limits = role_limits(cfg)
+    for role, rc in (("model", model_cfg), ("judge", judge_cfg)):
+        calls = sum(ln.calls_to_make for ln in est.lines if ln.role == role)
+        est.loads[role] = RoleLoad(calls, calls * rc.latency_s, limits[role], rc.rpm)
+    est.missing = missing
+    return est
 
 
 def run(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import importlib.util
 import signal
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -227,6 +228,28 @@ class Scheduler:
             )
 
 
+_said_no_widgets = False  # the note below, once per process
+
+
+def _live_display_works() -> bool:
+    """False in Jupyter without ipywidgets: Rich draws its live display into an ipywidgets Output
+    there, and without one warns 'install "ipywidgets"' at every refresh and draws nothing."""
+    global _said_no_widgets
+    if not console.console.is_jupyter:
+        return True
+    if importlib.util.find_spec("ipywidgets") is None:  # found, not imported: Rich imports it
+        if not _said_no_widgets:
+            _said_no_widgets = True
+            console.console.print(
+                "bsa: no progress bar in this notebook: it needs ipywidgets (pip install ipywidgets); "
+                "the run goes on without one.",
+                style="dim",
+                markup=False,
+            )
+        return False
+    return True
+
+
 def _progress(show: bool) -> Any:
     from rich.progress import (
         BarColumn,
@@ -257,6 +280,6 @@ def _progress(show: bool) -> Any:
         TextColumn("ETA", table_column=whole()),
         TimeRemainingColumn(table_column=whole()),
         console=console.console,
-        disable=not show,
+        disable=not (show and _live_display_works()),
         refresh_per_second=4,
     )

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from bsa.contract import F_SCORE, RATES, SAFE_AT_1, THINK_AT_1, scenario_metric
 from bsa.metrics import SampleScore, compute
@@ -285,6 +284,9 @@ def pearson(
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         which = "Think@1" if np.ptp(x) == 0 else "Safe@1"
         return Skipped(f"{which} is the same in all {n} runs; the correlation is undefined")
+    # Imported here: scipy.stats takes half a second, which every run's console would pay for intervals.
+    from scipy import stats as scipy_stats
+
     res = scipy_stats.pearsonr(x, y)
     r, p = float(res.statistic), float(res.pvalue)
     if n == 3:  # scipy gives [-1, 1] here: no information, so no interval

@@ -15,8 +15,11 @@ launcher, so points that serve the same model share one server. ``StopServers`` 
 the multirun ends; a single run has nothing kept, so it does nothing there. Interpreter exit stops
 them too (atexit), which also covers a sweep stopped by Ctrl-C.
 
-Sweep subdirectories are named ``<job num>_<override_dirname>`` through the ``bsa_dirname``
-resolver, which makes Hydra's override_dirname safe as one directory name.
+Sweep subdirectories are named ``<job num>_<the swept overrides>``, e.g.
+``1_mitigation-rules__model-qwen3_8b``: ``SweepPoints`` leaves every override that is not swept over
+several values (a path, a fixed k) out of Hydra's override_dirname when the multirun starts
+(``name_by_swept_keys``), and the ``bsa_dirname`` resolver makes the rest one short, safe directory
+name. A point's ``.hydra/`` keeps all its overrides.
 """
 
 from __future__ import annotations
@@ -46,14 +49,29 @@ RUNNING = "running"
 
 # A directory name stays well under the 255 bytes filesystems allow.
 DIRNAME_LIMIT = 200
+# A sweep point's name (bsa/conf/config.yaml): short enough not to wrap a table or a panel.
+POINT_LIMIT = 60
+# Hydra's override_dirname separators in bsa/conf/config.yaml (no "=" or ",": resume=DIR stays unquoted).
+_KV_SEP, _ITEM_SEP = "-", "__"
 _DROPPED = re.compile(r"[\[\]{}()'\"]")  # brackets and quotes of list and dict values
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")  # slashes, spaces, colons, commas, …
 
 
+def _safe(text: str) -> str:
+    return _UNSAFE.sub("-", _DROPPED.sub("", text)).strip("-.")
+
+
 def dirname(text: str, limit: int = DIRNAME_LIMIT) -> str:
     """``text`` (Hydra's override_dirname) as one safe directory name: letters, digits and ``._+-``
-    only (a model string's ``/`` would nest directories), cut to ``limit`` with a hash of the whole."""
-    name = _UNSAFE.sub("-", _DROPPED.sub("", str(text))).strip("-.")
+    only (a model string's ``/`` would nest directories). Over ``limit``, each key is shortened to its
+    last part where that still tells the keys apart (``sampling.top_p`` to ``top_p``); if still over,
+    cut to ``limit`` with a hash of the whole."""
+    name = _safe(str(text))
+    if len(name) > limit:
+        items = [item.partition(_KV_SEP) for item in str(text).split(_ITEM_SEP)]
+        short = [key.rsplit(".", 1)[-1] for key, _, _ in items]
+        if len(set(short)) == len(short):
+            name = _safe(_ITEM_SEP.join(k + sep + v for k, (_, sep, v) in zip(short, items, strict=True)))
     if len(name) > limit:
         digest = hashlib.sha256(str(text).encode()).hexdigest()[:8]
         name = f"{name[: limit - 9].rstrip('-.')}-{digest}"
@@ -117,6 +135,44 @@ def _write_point(
         # The run never got as far as its run dir (a refused config, unreadable data): say why there.
         # A run dir with a run.json says it itself (status, error), or holds another run, left as it was.
         results.atomic_write(marker, json.dumps(point, indent=2) + "\n")
+
+
+def swept_keys(task: list[str], params: dict[str, Any] | None = None) -> tuple[set[str], set[str]]:
+    """(swept, fixed): the override keys a multirun gives several values, and the others, from the
+    command line's overrides and ``hydra.sweeper.params`` (an experiment's grid) as Hydra's basic
+    sweeper combines them: a key on the command line replaces the same key of the params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    final = {}
+    for o in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in (params or {}).items()] + task):
+        final[o.key_or_group] = o
+    swept = {
+        key
+        for key, o in final.items()
+        # A range or list of one value is one point's; an interval (another sweeper's) is many.
+        if o.is_sweep_override() and (not o.is_discrete_sweep() or len(list(o.sweep_string_iterator())) > 1)
+    }
+    return swept, set(final) - swept
+
+
+def name_by_swept_keys(config: DictConfig) -> None:
+    """Name the points by their swept overrides only: the multirun's other override keys join
+    ``hydra.job.config.override_dirname.exclude_keys``, through an override of ``hydra.overrides.hydra``
+    (Hydra composes each point's config afresh from those, in whichever process runs it)."""
+    from omegaconf import open_dict, read_write
+
+    hc = config.hydra
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    grid = {str(k): v for k, v in params.items()} if isinstance(params, DictConfig) else {}
+    task = OmegaConf.to_container(hc.overrides.task, resolve=False)  # "${now:…}" stays as given
+    _, fixed = swept_keys([str(t) for t in task] if isinstance(task, list) else [], grid)
+    excluded = list(hc.job.config.override_dirname.exclude_keys)
+    more = sorted(fixed - set(excluded))
+    if not more:
+        return
+    quoted = ",".join(json.dumps(k) for k in excluded + more)  # quoted: a key is never read as syntax
+    with read_write(hc.overrides), open_dict(hc.overrides):
+        hc.overrides.hydra.append(f"hydra.job.config.override_dirname.exclude_keys=[{quoted}]")
 
 
 def read_points(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -221,6 +277,7 @@ class SweepPoints(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _current
+        name_by_swept_keys(config)
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         for old in (sweep_dir / POINTS_DIR).glob("*.json"):  # an earlier sweep in this dir
             old.unlink(missing_ok=True)

@@ -1,4 +1,8 @@
-"""``make bench``: how close the engine comes to the ideal, against a bare loop and the upstream script.
+"""How close the engine comes to the ideal, against a bare loop and the upstream script (one run each).
+
+Not ``make bench`` (that is ``tests/bench_rounds.py``): here each client runs once, minutes apart, so
+a change in the machine's speed between them (up to ~3× here) reads as a difference between clients.
+Compare its figures only as a rough picture, and the upstream script's only with this script's others.
 
 One run each, on loopback servers that answer every request after a fixed latency L and serve at
 most C requests at once (as a model server with C slots would):
@@ -260,6 +264,8 @@ def main() -> int:
     paced = [Paced(inner, L, C) for _ in range(2 if args.two_servers else 1)]
     servers = [ScriptedServer(x) for x in paced]
     for s in servers:
+        # A reply's body otherwise waits ~40 ms for the client's delayed ACK (bench_rounds.py's serve).
+        s._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
         s.__enter__()
     model_srv, judge_srv = servers[0], servers[-1]
     me = [sys.executable, str(Path(__file__).resolve())]

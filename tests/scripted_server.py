@@ -62,6 +62,9 @@ class ScriptedServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # A reply's headers and body are two writes: with Nagle's algorithm on, the body waits
+            # ~40 ms for the client's delayed ACK, as no real server makes it wait.
+            disable_nagle_algorithm = True
             protocol_version = "HTTP/1.1"
 
             def log_message(self, *args: Any) -> None:

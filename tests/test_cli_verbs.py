@@ -31,6 +31,8 @@ VERBS = (
     "rejudge",
     "calibrate",
     "models",
+    "export",
+    "gate",
 )
 # The older entry points, kept: python -m bsa.<module>
 MODULES = ("report", "score", "view", "labels", "agreement", "rejudge", "calibrate", "cards")

@@ -115,6 +115,10 @@ def test_verbose_shows_every_retry(tmp_path: Path) -> None:
 
 def _all_groups_metrics() -> dict[str, Any]:
     """Metrics with every scenario and category name, the longest cells the tables have."""
+    return metrics.compute(_all_groups_samples(), K, DEFAULT_ALPHA)
+
+
+def _all_groups_samples() -> list[SampleScore]:
     samples = []
     for n, category in enumerate(CATEGORIES):
         for scenario in SCENARIOS:
@@ -129,7 +133,7 @@ def _all_groups_metrics() -> dict[str, Any]:
                         think=THINK_TARGET[scenario] if (n + i) % 2 else None,
                     )
                 )
-    return metrics.compute(samples, K, DEFAULT_ALPHA)
+    return samples
 
 
 @pytest.mark.parametrize("width", [80, 60])
@@ -152,3 +156,77 @@ def test_metrics_tables_fold_instead_of_cutting_cells(monkeypatch: pytest.Monkey
     assert set(numbers) <= words and {"12345", "678", "12.3456"} <= words
     if width == 80:  # and at 80 columns no word of a scenario or category name is split either
         assert {w for name in (*SCENARIOS, *CATEGORIES) for w in name.split()} <= words
+
+
+def test_the_headline_shows_each_metrics_95_interval_beside_it_and_a_legend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 21: "Safe@1 88.00" on 30 queries, no interval; "unscored S/T" unexplained."""
+    from bsa import stats
+    from bsa.contract import HEADLINE
+
+    m = _all_groups_metrics()
+    samples = _all_groups_samples()
+    buf = io.StringIO()
+    monkeypatch.setattr(console, "console", Console(file=buf, width=80, highlight=False))
+    console.print_metrics(m, "a model", None, samples)
+    out = buf.getvalue()
+    assert max(len(line) for line in out.splitlines()) <= 80
+    ci = stats.bootstrap_ci(stats.per_query(samples, K), m["alpha"])
+    assert isinstance(ci, dict)
+    for name, key in HEADLINE:
+        iv = ci[key]
+        assert iv.low is not None and iv.high is not None and iv.low <= m[key] <= iv.high
+        row = f"{name} {m[key]:.1f} [{iv.low:.1f}, {iv.high:.1f}]"
+        assert row in [" ".join(line.split()) for line in out.splitlines()], out
+    said = " ".join(out.split())
+    assert "95 % interval: bootstrap over queries" in said
+    assert f"k = {K} samples per query, {m['n_queries']} queries" in said
+    assert (
+        "unscored S/T: safety / think verdicts left out of the rates: the judge's reply held no label, or a "
+        "provider refused (scoring.provider_refusal=unscored)" in said
+    )
+    assert "refused" not in console.legend({**m, "provider_refusal_policy": "fail"})  # refusals are misses
+
+
+def test_no_interval_under_the_paper_protocol_and_none_without_samples(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """judge.protocol=paper counts over fixed denominators: a bootstrap of bsa's rates would not be
+    around its numbers, so none is shown, and the note says why. ``bsa score`` passes no samples."""
+    samples = _all_groups_samples()
+    paper = metrics.compute(samples, K, DEFAULT_ALPHA, [(s.id, s.scenario, s.categories) for s in samples])
+    for m, given, note in (
+        (paper, samples, "no intervals under judge.protocol=paper"),
+        (_all_groups_metrics(), None, ""),
+    ):
+        buf = io.StringIO()
+        monkeypatch.setattr(console, "console", Console(file=buf, width=80, highlight=False))
+        console.print_metrics(m, "t", None, given)
+        said = " ".join(buf.getvalue().split())
+        assert "[" not in said.split("Per scenario")[0] and "95 % interval" not in said
+        assert f"Safe@1 {m['safe_at_1']:.2f}" in said and note in said
+    assert "0 under judge.protocol=paper" in console.legend(paper)
+
+
+def test_a_finished_run_shows_intervals_and_what_to_run_next(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The end of ``bsa run``: the headline's intervals, and ``bsa view`` / ``bsa report`` on its run dir."""
+    from conftest import compose_config
+    from test_pipeline import QUERY_IDS, ROWS, scripted
+
+    from bsa.__main__ import execute
+
+    data = write_dataset(tmp_path / "mini.csv", ROWS)
+    run_dir = tmp_path / "my run"  # a space: the commands quote the path
+    with ScriptedServer(responder(QUERY_IDS, scripted)) as server:
+        cfg = compose_config(
+            [f"cache.dir={tmp_path / 'cache'}", "progress=false", *scripted_overrides(server.api_base, data)]
+        )
+        execute(cfg, run_dir)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(re.fullmatch(r" Safe@1 +83\.3 +\[\d+\.\d, \d+\.\d\] *", line) for line in lines), lines
+    assert f"Next: bsa view '{run_dir}'    browse, filter and search its samples" in lines
+    assert any(line.startswith(f"      bsa report '{run_dir}'    ") for line in lines)
+    assert any(line.startswith("unscored S/T: ") for line in lines)

@@ -80,10 +80,25 @@ def test_every_page_template_compiles_and_its_assets_ship() -> None:
     env = pages.environment()
     assert env.autoescape is True and isinstance(env.loader, jinja2.PackageLoader)
     names = env.list_templates(filter_func=lambda n: n.endswith((".html", ".js", ".css")))
-    for page in ("view/page.html", "labels/page.html", "report/report.html", "report/compare.html"):
+    for page in (
+        "view/page.html",
+        "view/index.html",
+        "view/compare.html",
+        "labels/page.html",
+        "report/report.html",
+        "report/compare.html",
+    ):
         assert page in names
         env.get_template(page)
-    for asset in ("view/page.js", "view/page.css", "labels/page.js", "labels/page.css", "report/report.css"):
+    view_assets = ("view/common.js", "view/index.js", "view/index.css", "view/compare.js", "view/compare.css")
+    for asset in (
+        "view/page.js",
+        "view/page.css",
+        *view_assets,
+        "labels/page.js",
+        "labels/page.css",
+        "report/report.css",
+    ):
         assert asset in names and (BSA / "templates" / asset).is_file()
 
 
@@ -137,6 +152,30 @@ def test_samples_page_embeds_its_data_and_taxonomy_and_keeps_hostile_text_inert(
     words = {*SCENARIOS, *ABBR.values(), *SAFETY_LABELS, *(x for v in THINK_LABELS.values() for x in v)}
     assert not [w for w in words if f'"{w}"' in script]
     assert script.strip("\n") in page  # inlined as it is
+
+
+def test_index_and_side_by_side_pages_keep_hostile_text_inert(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "runs" / "a", model=HOSTILE_MODEL, model_config=None, sizes=TINY, k=2)
+    b = write_run(
+        tmp_path / "runs" / "b", model=HOSTILE_MODEL, model_config=None, sizes=TINY, k=2, mitigation=HOSTILE
+    )
+    data, _ = view.index_data(tmp_path / "runs", tmp_path / "runs" / view.INDEX_HTML)
+    data["runs"][0]["notes"].append(HOSTILE)
+    index = view.index_page(data)
+    assert index.startswith("<!doctype html>") and index.count("<script") == 1 and "<!--" not in index
+    assert "alert(1)</script>" not in index and "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    data, _ = view.compare_data(a, b)
+    data["queries"][0]["q"] = HOSTILE
+    data["rows"][0]["a"]["r"] = HOSTILE
+    compare = view.compare_page(data)
+    _inert(compare)
+    got = json.loads(_blob(compare))
+    assert got["queries"][0]["q"] == HOSTILE and got["b"]["mitigation"] == HOSTILE
+    assert got["a"]["model"] == HOSTILE_MODEL
+    script = (BSA / "templates" / "view" / "compare.js").read_text(encoding="utf-8")
+    words = {*SCENARIOS, *ABBR.values(), *SAFETY_LABELS, *(x for v in THINK_LABELS.values() for x in v)}
+    assert not [w for w in words if f'"{w}"' in script]
+    assert script.strip("\n") in compare
 
 
 def test_label_page_keeps_hostile_text_inert_and_takes_its_keys_from_the_labels() -> None:

@@ -157,13 +157,12 @@ def test_the_sweep_writes_one_run_dir_per_job(sweep: Path) -> None:
     runs = _run_dirs(sweep)
     assert set(runs) == {"a/none", "a/rules", "b/none", "b/rules"}
     for key, p in runs.items():
-        # <job num>_<the overrides, sorted>; paths and URLs (dataset.path, api_base) left out
+        # <job num>_<the swept keys only>; every override stays in the point's .hydra/overrides.yaml
         model, mitigation = key.split("/")
         assert p.parent.name == "00-00-00" and re.fullmatch(
-            rf"\d_dataset-bsa__judge.*__mitigation-{mitigation}__model\.name-hosted_vllm-{model}__"
-            r"model-openai_compatible__sampling\.k-2__sampling\.seed-0",
-            p.name,
+            rf"\d_mitigation-{mitigation}__model\.name-hosted_vllm-{model}", p.name
         ), p.name
+        assert "model=openai_compatible" in (p / ".hydra" / "overrides.yaml").read_text()
         metrics = json.loads((p / "metrics.json").read_text())
         want = expected_metrics(key[0], key.endswith("rules"))
         for name in ("safe_at_1", "safe_at_k", "think_at_1", "think_at_k", "f_score"):

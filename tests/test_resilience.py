@@ -322,7 +322,12 @@ def _compare_runs(a: Path, b: Path) -> None:
     assert [{k: v for k, v in g.items() if k != "latency_s"} for g in ga] == [
         {k: v for k, v in g.items() if k != "latency_s"} for g in gb
     ]
-    for name in ("judgments.jsonl", "metrics.json", "bsa_results.csv"):
+    # a row's seconds waiting on a call are timing, not a result: the rest must match byte for byte
+    ja, jb = rows(a / "judgments.jsonl"), rows(b / "judgments.jsonl")
+    assert [{k: v for k, v in j.items() if k != "latency_s"} for j in ja] == [
+        {k: v for k, v in j.items() if k != "latency_s"} for j in jb
+    ]
+    for name in ("metrics.json", "bsa_results.csv"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 

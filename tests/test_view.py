@@ -564,3 +564,322 @@ def test_full_benchmark_size_loads_and_renders(tmp_path: Path) -> None:
     }
     (tmp_path / "timing.json").write_text(json.dumps(summary, indent=2))
     print(f"full-size viewer: {json.dumps(summary)}")
+
+
+# --- beyond one run: an index of a folder of runs, two runs side by side, the prompts sent ----------
+
+# Run B's judge differs from A's on four samples: safety Safe→Unsafe and Unsafe→Safe, think credit
+# lost and gained. Everything else (texts, other verdicts) is the same in both runs.
+FLIPS = {
+    ("safety", "r02", 0): "Unsafe",
+    ("safety", "r00", 1): "Safe",
+    ("think", "c00", 0): "Not Covered",
+    ("think", "o00", 1): "Precise Coverage",
+}
+CHANGED = ["r00 #1", "r02 #0", "c00 #0", "o00 #1"]  # in the dataset's order
+
+
+def judge_b(kind: str, qid: str, i: int) -> str | None:
+    return FLIPS.get((kind, qid, i), judge(kind, qid, i))
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """An outputs/ tree as the CLI writes it (with .hydra/): mitigation=none and mitigation=rules
+    under a date, and a copy of the first stopped half-way in a sweep's numbered dir. Returns the
+    root, the run dirs and what the scripted server received per run."""
+    from bsa.compose import compose
+
+    tmp = tmp_path_factory.mktemp("outputs")
+    data_file = write_dataset(tmp / "data.csv", ROWS)
+    ids = {r["query"]: r["id"] for r in ROWS}
+    root = tmp / "outputs"
+    got: dict[str, Any] = {"root": root}
+    for name, mitigation, verdicts, where in (
+        ("a", "none", judge, "2026-12-01/10-00-00_target_none"),
+        ("b", "rules", judge_b, "2026-12-01/11-00-00_target_rules"),
+    ):
+        with ScriptedServer(responder(ids, verdicts, shape=_shape)) as server:
+            overrides = scripted_overrides(server.api_base, data_file, f"mitigation={mitigation}", k=K)
+            c = compose([f"cache.dir={tmp / ('cache_' + name)}", "progress=false", *overrides], root / where)
+            run(c.cfg, c.run_dir, hydra_files=c.hydra_files)
+            assert not server.errors, server.errors
+            got[name] = c.run_dir
+            got[name + "_model"] = server.chat_requests("target")
+            got[name + "_judge"] = server.chat_requests("judge")
+    partial = root / "multirun" / "2026-12-02" / "09-00-00" / "0_target_none"
+    shutil.copytree(got["a"], partial)
+    info = json.loads((partial / "run.json").read_text(encoding="utf-8"))
+    (partial / "run.json").write_text(json.dumps({**info, "status": "running"}), encoding="utf-8")
+    rows = results.read_jsonl(partial / "judgments.jsonl")
+    results.write_jsonl(partial / "judgments.jsonl", rows[: len(rows) // 2])
+    for name in ("metrics.json", "samples.parquet", "bsa_results.csv"):
+        (partial / name).unlink()
+    got["partial"] = partial
+    return got
+
+
+def _texts(got: dict[str, Any], s: dict[str, Any]) -> dict[str, str]:
+    q = got["queries"][s["q"]]
+    return {"q": q["q"], "r": q["r"], "a": s["a"], "t": s["r"]}
+
+
+def test_samples_page_shows_the_prompts_that_were_sent(outputs: dict[str, Any]) -> None:
+    """The system prompt and every judge prompt the page rebuilds are the messages the server got."""
+    got, _ = view.page_data(outputs["b"])
+    system = got["meta"]["system"]
+    rules = (Path(view.__file__).parent / "templates" / "safety_rules.md").read_text(encoding="utf-8")
+    assert system["note"] == "" and system["text"] == rules.strip()
+    sent_system = {r["messages"][0]["content"] for r in outputs["b_model"]}
+    assert sent_system == {system["text"]}
+    first = {r["messages"][0]["content"] for r in outputs["b_judge"] if len(r["messages"]) == 1}
+    rebuilt = set()
+    for s in got["samples"]:
+        for parts in s["p"]:
+            if isinstance(parts, str):
+                assert parts == "no judge call: decided by rule:no_reasoning"
+                continue
+            rebuilt.add(view.resolve_parts(parts, _texts(got, s), got["lit"]))
+    assert rebuilt == first and len(rebuilt) == 2 * len(got["samples"]) - 1  # one think by rule
+    # The templates are stored once: a sample's prompt adds a handful of parts to the page.
+    assert len(got["lit"]) < 40 and all(
+        len(p) <= 9 for s in got["samples"] for p in s["p"] if isinstance(p, list)
+    )
+    a, _ = view.page_data(outputs["a"])
+    assert a["meta"]["system"] == {"text": None, "note": ""}  # mitigation=none: no system prompt
+
+
+def test_prompts_unavailable_are_said_not_guessed(outputs: dict[str, Any], tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(outputs["b"], copy)
+    shutil.rmtree(copy / ".hydra")
+    got, _ = view.page_data(copy)
+    assert got["meta"]["system"]["text"] is None and "config.yaml is missing" in got["meta"]["system"]["note"]
+    assert "config.yaml is missing" in got["meta"]["judge_prompts"]
+    assert all(s["p"] is None for s in got["samples"])
+    # A run whose recorded system prompt differs from what its files give now: not shown.
+    info = json.loads((outputs["b"] / "run.json").read_text(encoding="utf-8"))
+    info["identity"]["system prompt"] = "sha256 0000000000000000"
+    shutil.copytree(outputs["b"] / ".hydra", copy / ".hydra")
+    (copy / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    got, _ = view.page_data(copy)
+    assert got["meta"]["system"]["text"] is None and "changed since the run" in got["meta"]["system"]["note"]
+    assert got["meta"]["judge_prompts"] == "" and all(s["p"] for s in got["samples"])
+
+
+def test_index_lists_every_run_with_status_metrics_group_and_a_link(outputs: dict[str, Any]) -> None:
+    root = outputs["root"]
+    assert view.main([str(root)]) == 0
+    got, notes = view.index_data(root, root / view.INDEX_HTML)
+    assert notes == []
+    by_path = {r["path"]: r for r in got["runs"]}
+    assert sorted(by_path) == [
+        "2026-12-01/10-00-00_target_none",
+        "2026-12-01/11-00-00_target_rules",
+        "multirun/2026-12-02/09-00-00/0_target_none",
+    ]
+    a, b = by_path["2026-12-01/10-00-00_target_none"], by_path["2026-12-01/11-00-00_target_rules"]
+    partial = by_path["multirun/2026-12-02/09-00-00/0_target_none"]
+    assert (a["status"], b["status"], partial["status"]) == ("complete", "complete", "running")
+    assert (a["mitigation"], b["mitigation"]) == ("none", "rules")
+    n = 3 * PER_SCENARIO * K
+    assert a["judged"] == f"{n} of {n}" and partial["judged"] != a["judged"]
+    assert any("partial" in note for note in partial["notes"])
+    metrics = json.loads((outputs["a"] / "metrics.json").read_text(encoding="utf-8"))
+    assert a["metrics"] == [view.fmt_num(metrics[key]) for _, key in view.HEADLINE]
+    assert got["headline"] == ["Safe@1", "Safe@k", "Think@1", "Think@k", "F-score"]
+    # Same queries, judge and prompts: one comparison group, as the report groups them.
+    assert {r["group"] for r in got["runs"]} == {1} and got["groups"][0]["n"] == 3
+    for r in got["runs"]:
+        assert r["href"].endswith("/" + view.VIEW_HTML) and (root / r["href"]).is_file()
+        assert r["date"].startswith("2026-")
+
+
+def test_compare_counts_the_changed_verdicts(
+    outputs: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    got, notes = view.compare_data(outputs["a"], outputs["b"])
+    assert notes == []
+    rows = got["rows"]
+    assert len(rows) == 3 * PER_SCENARIO * K
+    changed = [f"{got['queries'][r['q']]['id']} #{r['i']}" for r in rows if any(r["c"])]
+    assert changed == CHANGED
+    counts = got["counts"]
+    assert counts["changed"] == 4 and counts["samples"] == len(rows) and counts["queries"] == 3 * PER_SCENARIO
+    assert sorted(map(tuple, counts["safety"])) == [("Safe", "Unsafe", 1), ("Unsafe", "Safe", 1)]
+    assert sorted(map(tuple, counts["think"])) == [
+        ("Fully Covered", "Not Covered", 1),
+        ("Over Sensitive", "Precise Coverage", 1),
+    ]
+    assert counts["think_credit"] == {"lost": 1, "gained": 1}
+    assert got["a"]["system"]["text"] is None and got["b"]["system"]["text"]
+    # The CLI: two run dirs; the page lands in B, named after A.
+    assert view.main([str(outputs["a"]), str(outputs["b"])]) == 0
+    out = capsys.readouterr().out
+    path = Path(out.splitlines()[-1])
+    assert path == outputs["b"] / f"compare_{outputs['a'].name}.html" and path.is_file()
+    assert "4 with a changed verdict" in out
+
+
+def test_compare_against_a_partial_run_and_runs_with_no_shared_query(
+    outputs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    got, _ = view.compare_data(outputs["partial"], outputs["b"])
+    # The partial run's samples are all there, those not judged yet count as changed from "not judged".
+    assert len(got["rows"]) == 3 * PER_SCENARIO * K
+    assert any(t[0] == "not judged" for t in got["counts"]["think"] + got["counts"]["safety"])
+    other = tmp_path / "other"
+    shutil.copytree(outputs["a"], other)
+    for name in ("generations.jsonl", "judgments.jsonl"):
+        rows = results.read_jsonl(other / name)
+        results.write_jsonl(other / name, [{**r, "id": "x" + r["id"]} for r in rows])
+    (other / "samples.parquet").unlink()
+    assert view.main([str(outputs["a"]), str(other)]) == 2
+    assert "share no query" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):  # argparse: one or two paths
+        view.main([str(outputs["a"]), str(other), str(other)])
+
+
+def test_index_and_compare_pages_are_self_contained(outputs: dict[str, Any]) -> None:
+    index, _, _ = view.write_index(outputs["root"])
+    compare, _, _ = view.write_compare(outputs["a"], outputs["b"])
+    for path in (index, compare):
+        text = path.read_text(encoding="utf-8")
+        shell = text.replace(_blob(text), "") if "bsa-data" in text else text
+        assert not re.search(r"\bsrc\s*=", shell) and "http://" not in shell and "https://" not in shell
+        assert "innerHTML" not in shell and "insertAdjacentHTML" not in shell
+    hrefs = re.findall(r'href="([^"]+)"', index.read_text(encoding="utf-8"))
+    assert len(hrefs) == 3 and all(not h.startswith(("/", "http")) for h in hrefs)  # relative links
+
+
+INDEX_PROBE = r"""<script>
+(() => {
+  const out = {};
+  try {
+    const $ = (id) => document.getElementById(id);
+    out.links = Array.from(document.querySelectorAll("#runs tbody a"), (a) => a.getAttribute("href"));
+    out.shown = Number($("shown").dataset.count);
+    $("filter").value = "rules"; $("filter").dispatchEvent(new Event("input"));
+    out.filtered = Number($("shown").dataset.count);
+    $("filter").value = "running"; $("filter").dispatchEvent(new Event("input"));
+    out.running = Array.from(document.querySelectorAll("#runs tbody tr:not([hidden]) td.run .path"),
+      (e) => e.textContent);
+    $("filter").value = ""; $("filter").dispatchEvent(new Event("input"));
+  } catch (e) {
+    out.error = String((e && e.stack) || e);
+  }
+  const pre = document.createElement("pre");
+  pre.id = "probe-out";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+COMPARE_PROBE = r"""<script>
+(async () => {
+  const out = {};
+  const $ = (id) => document.getElementById(id);
+  const count = () => Number($("status").dataset.count);
+  const ids = () => Array.from(document.querySelectorAll("#list summary .id"), (e) => e.textContent);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  try {
+    out.hash = location.hash;
+    out.initial = count();
+    out.initial_ids = ids();
+    out.counts = $("counts").textContent;
+    const box = $("f-changed");
+    box.checked = !box.checked; box.dispatchEvent(new Event("change"));
+    out.toggled = count();
+    out.toggled_rows = document.querySelectorAll("#list details.s").length;
+    box.checked = true; box.dispatchEvent(new Event("change"));
+    $("f-which").value = "safety"; $("f-which").dispatchEvent(new Event("change"));
+    out.safety_only = ids();
+    $("f-which").value = "any"; $("f-which").dispatchEvent(new Event("change"));
+    out.changed_ids = ids();
+    // The changed sample expanded, with its prompts box open on both sides.
+    const det = document.querySelector("#list details.s");
+    det.open = true;
+    await sleep(50);
+    for (const p of det.querySelectorAll("details.prompts")) p.open = true;
+    await sleep(50);
+    out.sides = Array.from(det.querySelectorAll(".pair h2"), (e) => e.textContent);
+    out.systems = Array.from(det.querySelectorAll(".system"), (e) => e.textContent);
+    out.judge_prompts = Array.from(det.querySelectorAll("pre.jp-safety, pre.jp-think"), (e) => e.textContent);
+    out.answers = Array.from(det.querySelectorAll("pre.answer"), (e) => e.textContent);
+    $("q").value = "r01"; $("q").dispatchEvent(new KeyboardEvent("keydown", {key: "Enter"}));
+    out.hostile_hidden = ids();
+    box.checked = false; box.dispatchEvent(new Event("change"));
+    out.hostile = ids();
+    const h = document.querySelector("#list details.s"); h.open = true;
+    await sleep(50);
+    for (const p of h.querySelectorAll("details.prompts")) p.open = true;
+    await sleep(200);
+    out.hostile_query = h.querySelector("pre.query").textContent;
+    out.imgs = document.querySelectorAll("img").length;
+    out.pwned = window.__pwned === undefined ? null : window.__pwned;
+    out.title = document.title;
+  } catch (e) {
+    out.error = String((e && e.stack) || e);
+  }
+  const pre = document.createElement("pre");
+  pre.id = "probe-out";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+# For the screenshot of the compare page: the first changed sample expanded, its prompts collapsed.
+COMPARE_SHOT = r"""<script>document.querySelector("#list details.s").open = true;</script>"""
+
+
+def _dump(url: str, profile: Path) -> str:
+    return subprocess.run(
+        [str(CHROMIUM), *_flags(profile), "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+
+
+@needs_chromium
+def test_index_lists_the_runs_with_working_links_in_headless_chromium(
+    outputs: dict[str, Any], tmp_path: Path
+) -> None:
+    index, n, _ = view.write_index(outputs["root"])
+    probe = _probe_copy(index, INDEX_PROBE, "index-probe.html")
+    got = _probe_result(_dump(probe.as_uri(), tmp_path / "profile"))
+    assert got["shown"] == n == 3 and got["filtered"] == 1
+    assert got["running"] == ["multirun/2026-12-02/09-00-00/0_target_none"]
+    assert len(got["links"]) == 3
+    for href in got["links"]:  # each link opens that run's samples page, which renders its samples
+        dom = _dump((index.parent / href).as_uri(), tmp_path / "profile-run")
+        assert 'id="status"' in dom and f'data-count="{3 * PER_SCENARIO * K}"' in dom
+    _screenshot(index.as_uri(), tmp_path / "index.png", tmp_path / "profile2")
+
+
+@needs_chromium
+def test_compare_page_filters_changed_verdicts_in_headless_chromium(
+    outputs: dict[str, Any], tmp_path: Path
+) -> None:
+    page_path, _, _ = view.write_compare(outputs["a"], outputs["b"], tmp_path / "compare.html")
+    probe = _probe_copy(page_path, COMPARE_PROBE, "compare-probe.html")
+    n = 3 * PER_SCENARIO * K
+    got = _probe_result(_dump(probe.as_uri(), tmp_path / "profile"))
+    assert got["hash"] == "" and got["initial"] == len(got["initial_ids"]) == n
+    assert "4 with a changed verdict" in got["counts"] and "Safe → Unsafe 1" in got["counts"]
+    assert got["toggled"] == got["toggled_rows"] == 4  # unchanged rows are hidden
+    assert got["changed_ids"] == CHANGED and got["safety_only"] == ["r00 #1", "r02 #0"]
+    assert got["sides"] == ["A: target · none", "B: target · rules"]
+    rules = (Path(view.__file__).parent / "templates" / "safety_rules.md").read_text(encoding="utf-8")
+    assert got["systems"] == ["none: the model was sent the query alone", rules.strip()]
+    sent = {r["messages"][0]["content"] for r in outputs["a_judge"] + outputs["b_judge"]}
+    assert len(got["judge_prompts"]) == 4 and set(got["judge_prompts"]) <= sent
+    assert got["answers"] == [answer_of("r00", 1)] * 2
+    assert got["hostile_hidden"] == [] and got["hostile"] == ["r01 #0", "r01 #1"]
+    assert got["hostile_query"] == HOSTILE_QUERY and got["imgs"] == 0 and got["pwned"] is None
+    assert got["title"] == "BSA · target · none vs target · rules"
+    # Opened with #changed, the filter is on from the start.
+    hashed = _probe_result(_dump(probe.as_uri() + "#changed", tmp_path / "profile2"))
+    assert hashed["hash"] == "#changed" and hashed["initial_ids"] == CHANGED
+    shot = _probe_copy(page_path, COMPARE_SHOT, "compare-shot.html")
+    _screenshot(shot.as_uri() + "#changed", tmp_path / "compare.png", tmp_path / "profile3")

@@ -38,7 +38,7 @@ import bsa
 # What the wheel is built from, copied out of the repo so that a build leaves no build/ or *.egg-info
 # in the working tree and no stale build/lib of an earlier build slips into the wheel.
 SOURCES = ("pyproject.toml", "README.md", "bsa")
-MIN_SETUPTOOLS = (68,)  # pyproject.toml's [build-system] requires setuptools>=68
+MIN_SETUPTOOLS = (77,)  # pyproject.toml's [build-system] requires setuptools>=77
 OFFLINE = re.compile(
     r"No matching distribution found|Could not find a version that satisfies|NewConnectionError|"
     r"Failed to establish a new connection|Temporary failure in name resolution|Network is unreachable|"
@@ -87,7 +87,7 @@ def _build_wheel(src: Path, out: Path) -> Path:
     if built.returncode != 0 and OFFLINE.search(built.stdout + built.stderr):
         if not _local_setuptools_ok():
             pytest.skip(
-                "cannot build the wheel: `pip wheel` needs setuptools>=68 from the package registry, which "
+                "cannot build the wheel: `pip wheel` needs setuptools>=77 from the package registry, which "
                 f"is unreachable, and the installed setuptools is older or absent ({sys.executable})"
             )
         built = subprocess.run(

@@ -256,6 +256,7 @@
     section(body, "Answer", s.a, "(empty answer)", "answer");
     judgment(body, "safety", s.s, q.s);
     judgment(body, "think", s.t, q.s);
+    body.appendChild(BSAView.promptsBox(D.lit, D.meta.system, D.meta.judge_prompts, s, q));
   }
   function snippet(i) {
     const s = S[i], q = Q[s.q];
@@ -308,11 +309,12 @@
   // its toggle event (which does not bubble: listen in capture).
   $("list").addEventListener("click", (ev) => {
     const sum = ev.target instanceof Element ? ev.target.closest("summary") : null;
-    if (sum && sum.parentElement instanceof HTMLDetailsElement) fillBody(sum.parentElement);
+    const det = sum ? sum.parentElement : null;
+    if (det instanceof HTMLDetailsElement && det.classList.contains("s")) fillBody(det);
   });
   $("list").addEventListener("toggle", (ev) => {
     const det = ev.target;
-    if (!(det instanceof HTMLDetailsElement)) return;
+    if (!(det instanceof HTMLDetailsElement) || !det.classList.contains("s")) return;  // not a prompts box
     const i = Number(det.dataset.i);
     if (det.open) { fillBody(det); openSet.add(i); } else { openSet.delete(i); }
   }, true);
