@@ -87,8 +87,8 @@ def estimate_from_pilot(
     """The scaled figures and what they stand on (pilot, target, limits, missing keys, notes)."""
     from bsa import data, generate, judge
     from bsa.compose import compose
-    from bsa.config import ConfigError, role_limits
-    from bsa.llm import ModelCallError
+    from bsa.config import role_limits
+    from bsa.run import missing_keys
 
     run = load_pilot(path)
     overrides = target_overrides(_pilot_overrides(run), to)
@@ -146,17 +146,7 @@ def estimate_from_pilot(
             f"{shared} of the target's queries are the pilot's: with its cache, their samples cost "
             "nothing again"
         )
-    missing = []
-    try:
-        endpoints = [generate.endpoint(cfg.model), *judge.endpoints(cfg.judge)]
-    except ConfigError as e:
-        missing.append(str(e))
-        endpoints = []
-    for ep in endpoints:
-        try:
-            ep.api_key()
-        except ModelCallError as e:
-            missing.append(str(e))
+    missing = missing_keys([generate.endpoint(cfg.model), *judge.endpoints(cfg.judge)])
     basis = {
         "pilot": str(path),
         "pilot_queries": len(pilot),

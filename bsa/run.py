@@ -258,6 +258,17 @@ def _served_by_bsa(cfg: Config, ep: Endpoint) -> bool:
     return (cfg.model if ep.role == "model" else cfg.judge).serve.backend != "none"
 
 
+def missing_keys(endpoints: list[Endpoint]) -> list[str]:
+    """Each endpoint's unset key, in the words a run would stop with (estimates list them)."""
+    missing = []
+    for ep in endpoints:
+        try:
+            ep.api_key()
+        except ModelCallError as e:
+            missing.append(str(e))
+    return missing
+
+
 def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = None) -> cost.Estimate:
     """What ``run`` would do, and what it would cost, from the run dir and the cache alone: no server
     is started, no call made, nothing written. A key a real run would need is listed, not refused:
@@ -268,12 +279,7 @@ def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = N
     endpoints = ([] if generations is not None else [generate.endpoint(cfg.model)]) + judge.endpoints(
         judge_cfg
     )
-    missing = []
-    for ep in endpoints:
-        try:
-            ep.api_key()
-        except ModelCallError as e:
-            missing.append(str(e))
+    missing = missing_keys(endpoints)
     try:
         queries, _, prompt_set, _, system, _ = _inputs(cfg, run_dir)
     except (ConfigError, DatasetError, TemplateError, OSError) as e:
