@@ -58,12 +58,16 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 K = 5  # the paper's samples per query; a sample is one generation and two judgments
-CLIENTS = ("floor", "bsa-direct", "bsa-litellm", "bsa-litellm-lookup", "litellm", "litellm-zero")
+CLIENTS = ("floor", "bsa-direct", "bsa-litellm", "bsa-litellm-lookup", "bsa-base", "litellm", "litellm-zero")
+# bsa-base: bsa from another checkout (BSA_BENCH_BASE=DIR, e.g. a `git worktree` of an older commit),
+# through LiteLLM: "today's" of an issue measured in the same rounds as this tree. Left out without it.
+BASE_ENV = "BSA_BENCH_BASE"
 TITLES = {
     "floor": "raw aiohttp loop (floor)",
     "bsa-direct": "bsa, transport=direct",
     "bsa-litellm": "bsa, LiteLLM path",
     "bsa-litellm-lookup": "bsa, LiteLLM path, no $0 registration",
+    "bsa-base": "bsa at $BSA_BENCH_BASE, LiteLLM path",
     "litellm": "bare litellm.acompletion loop",
     "litellm-zero": "bare litellm loop, zero-cost registered",
 }
@@ -331,11 +335,18 @@ def _setup(kind: str, spec: dict[str, Any]) -> Any:
             return lambda: asyncio.run(send(bodies, 2 * C))
 
         return replay
+    if kind == "bsa-base":
+        # The other checkout's bsa, conftest and helpers, imported before anything of this tree's.
+        base = Path(os.environ[BASE_ENV]).resolve()
+        for name in list(sys.modules):
+            if name.split(".")[0] in ("bsa", "conftest", "helpers", "scripted_server"):
+                del sys.modules[name]
+        sys.path[:0] = [str(base / "tests"), str(base)]
     from conftest import compose_config
 
     from bsa.run import run
 
-    if kind.startswith("bsa-litellm"):
+    if kind.startswith("bsa-litellm") or kind == "bsa-base":
         from bsa.llm import import_litellm
 
         import_litellm()  # as in the bare loops: LiteLLM's import is not a request's cost
@@ -623,6 +634,7 @@ def report(
     for a, b in (
         ("litellm-zero", "litellm"),
         ("bsa-litellm", "bsa-litellm-lookup"),
+        ("bsa-litellm", "bsa-base"),
         ("bsa-direct", "bsa-litellm"),
         ("bsa-litellm", "litellm"),
     ):
@@ -673,6 +685,8 @@ def main() -> int:
     if "bsa-direct" in kinds and not direct_transport_available():
         kinds.remove("bsa-direct")
         notes.append("bsa-direct skipped: bsa.providers.openai_direct does not exist in this tree yet")
+    if "bsa-base" in kinds and not os.environ.get(BASE_ENV):
+        kinds.remove("bsa-base")  # nothing to compare with; not a note: the usual case
     tmp = Path(tempfile.mkdtemp(prefix="bsa-bench-rounds-"))
     bench = Bench(args, data, tmp)
     bench.notes = notes
