@@ -128,11 +128,15 @@ def _add(sums: dict[str, float | None], row: Mapping[str, Any], calls: float) ->
 
 
 def pilot_queries(
-    generations: Iterable[Mapping[str, Any]], judgments: Iterable[Mapping[str, Any]]
+    generations: Iterable[Mapping[str, Any]],
+    judgments: Iterable[Mapping[str, Any]],
+    batch_samples: bool = False,
 ) -> list[PilotQuery]:
     """Per pilot query, what its generations and judgments took. A generation row is one call (a
     sample the provider refused included: it was asked); a judgment counts its attempts (re-asks; a
-    rule that decided without the judge counts none)."""
+    rule that decided without the judge counts none). With ``batch_samples`` (the pilot asked a
+    query's samples in one request, n > 1), rows of a query that carry the same latency are one
+    request: its call and its seconds count once (its tokens are on its first row already)."""
     out: dict[str, PilotQuery] = {}
 
     def of(row: Mapping[str, Any]) -> PilotQuery:
@@ -144,6 +148,7 @@ def pilot_queries(
         return out[qid]
 
     seen: set[tuple[Any, Any]] = set()
+    requests: set[tuple[Any, Any]] = set()  # (id, latency_s) of the n > 1 requests counted
     for g in generations:
         key = (g.get(ID), g.get(SAMPLE_INDEX))
         if key in seen:
@@ -151,6 +156,11 @@ def pilot_queries(
         seen.add(key)
         q = of(g)
         q.samples += 1
+        request = (g.get(ID), g.get("latency_s"))
+        if batch_samples and request in requests:
+            _add(q.sums["model"], {**g, "latency_s": 0.0}, 0.0)
+            continue
+        requests.add(request)
         _add(q.sums["model"], g, 1.0)
     for j in judgments:
         if (j.get(ID), j.get(SAMPLE_INDEX)) not in seen:

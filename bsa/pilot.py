@@ -97,10 +97,11 @@ def estimate_from_pilot(
     counts: dict[str, int] = {}
     for q in queries:
         counts[q.scenario] = counts.get(q.scenario, 0) + 1
-    pilot = pilot_queries(run.generations, run.judgments)
+    pilot_cfg = run.config or {}
+    batch_samples = bool((pilot_cfg.get("sampling") or {}).get("batch_samples"))
+    pilot = pilot_queries(run.generations, run.judgments, batch_samples)
     limits = role_limits(cfg)
     rpm = {"model": cfg.model.rpm, "judge": cfg.judge.rpm}
-    pilot_cfg = run.config or {}
     pilot_limits = {
         role: int((pilot_cfg.get(role) or {}).get("concurrency") or pilot_cfg.get("concurrency") or 1)
         for role in ROLES

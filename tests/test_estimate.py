@@ -288,3 +288,16 @@ def test_the_api_exports_estimate_and_it_reads_as_one_line(tmp_path: Path) -> No
     assert text.startswith("Estimate(model: 9 calls to make (0 cached)") and "\n" not in text, text
     assert "judge: 18 calls to make" in text and "wall ≈" in text and "Line(" not in text, text
     assert not (tmp_path / "run").exists()
+
+
+def test_a_pilot_that_asked_n_samples_in_one_request_counts_that_request_once() -> None:
+    gens = [  # one request with n=2 (the same latency, its usage on the first row), then one alone
+        {"id": "a", "sample_index": 0, "scenario": "S", "usage": {"completion_tokens": 9}, "latency_s": 2.5},
+        {"id": "a", "sample_index": 1, "scenario": "S", "usage": {}, "latency_s": 2.5},
+        {"id": "a", "sample_index": 2, "scenario": "S", "usage": {"completion_tokens": 4}, "latency_s": 1.0},
+    ]
+    (a,) = pilot_queries(gens, [], batch_samples=True)
+    assert a.samples == 3 and a.sums["model"]["calls"] == 2 and a.sums["model"]["seconds"] == 3.5
+    assert a.sums["model"]["completion_tokens"] == 13
+    (b,) = pilot_queries(gens, [])  # one request a sample: every row a call
+    assert b.sums["model"]["calls"] == 3 and b.sums["model"]["seconds"] == 6.0
