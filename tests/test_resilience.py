@@ -369,7 +369,8 @@ def test_first_ctrl_c_finishes_calls_in_flight_and_writes_partial_metrics(tmp_pa
     inner = responder({r["query"]: r["id"] for r in rows}, rule_for(rows))
     env = {**os.environ, "BSA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     run_dir = tmp_path / "run"
-    with ScriptedServer(Slow(inner, 0.05)) as server:
+    slow = Slow(inner, 0.05)
+    with ScriptedServer(slow) as server:
         cmd = _bsa_command(server.api_base, data)
         proc = subprocess.Popen(
             [*cmd, f"hydra.run.dir={run_dir}"],
@@ -390,6 +391,9 @@ def test_first_ctrl_c_finishes_calls_in_flight_and_writes_partial_metrics(tmp_pa
         assert all(json.loads(line)["answer"] for line in gens)  # every kept row is whole
         # A second Ctrl-C stops at once (judgments began before the first stop: they are pipelined).
         judged = _lines(run_dir / "judgments.jsonl")
+        # Calls in flight must outlast the 50 ms between the two Ctrl-Cs, or the first one ends the
+        # run gracefully (exit 3) before the second arrives.
+        slow.delay_s = 1.0
         proc = subprocess.Popen([*cmd, f"resume={run_dir}"], cwd=REPO, env=env, stdout=subprocess.PIPE)
         time.sleep(0.1)
         while _lines(run_dir / "judgments.jsonl") < judged + 4 and proc.poll() is None:
