@@ -85,10 +85,10 @@ def estimate_from_pilot(
     seed: int = 0,
 ) -> tuple[Scaled, dict[str, Any]]:
     """The scaled figures and what they stand on (pilot, target, limits, missing keys, notes)."""
-    from bsa import data, generate, judge
+    from bsa import data
     from bsa.compose import compose
     from bsa.config import role_limits
-    from bsa.run import missing_keys
+    from bsa.run import endpoints_of, missing_keys
 
     run = load_pilot(path)
     overrides = target_overrides(_pilot_overrides(run), to)
@@ -147,7 +147,7 @@ def estimate_from_pilot(
             f"{shared} of the target's queries are the pilot's: with its cache, their samples cost "
             "nothing again"
         )
-    missing = missing_keys([generate.endpoint(cfg.model), *judge.endpoints(cfg.judge)])
+    missing = missing_keys(endpoints_of(cfg.model, cfg.judge, True))
     basis = {
         "pilot": str(path),
         "pilot_queries": len(pilot),

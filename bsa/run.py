@@ -151,19 +151,37 @@ def _plan_lines(
 
 def _wall_line(cfg: Config, model_cfg: ModelConfig, judge_cfg: JudgeConfig, plan: dict[str, Any]) -> str:
     """The dry run's wall time for the calls left: the same figure `bsa estimate` prints."""
-    limits = role_limits(cfg)
-    gen = plan["generation_calls"] - plan["generation_cached"]
-    jud = plan["judge_calls"] - plan["judge_cached"]
-    loads = (
-        RoleLoad(gen, gen * model_cfg.latency_s, limits["model"], model_cfg.rpm),
-        RoleLoad(jud, jud * judge_cfg.latency_s, limits["judge"], judge_cfg.rpm),
+    loads = assumed_loads(
+        cfg,
+        model_cfg,
+        judge_cfg,
+        plan["generation_calls"] - plan["generation_cached"],
+        plan["judge_calls"] - plan["judge_cached"],
     )
+    wall, m, j = wall_time(loads["model"], loads["judge"]), loads["model"], loads["judge"]
     return (
-        f"about {hours(wall_time(*loads))} at {model_cfg.latency_s:g} s per model call and "
+        f"about {hours(wall)} at {model_cfg.latency_s:g} s per model call and "
         f"{judge_cfg.latency_s:g} s per judge call (assumed: model.latency_s, judge.latency_s), "
-        f"{limits['model']} and {limits['judge']} in flight; `bsa estimate RUN_DIR` measures them from a "
+        f"{m.concurrency} and {j.concurrency} in flight; `bsa estimate RUN_DIR` measures them from a "
         "pilot"
     )
+
+
+def assumed_loads(
+    cfg: Config, model_cfg: ModelConfig, judge_cfg: JudgeConfig, gen_calls: int, judge_calls: int
+) -> dict[str, RoleLoad]:
+    """Each role's calls at its assumed seconds a call (``latency_s``) and its limits: the wall time
+    of the dry run and of the panel before a run."""
+    limits = role_limits(cfg)
+    return {
+        "model": RoleLoad(gen_calls, gen_calls * model_cfg.latency_s, limits["model"], model_cfg.rpm),
+        "judge": RoleLoad(judge_calls, judge_calls * judge_cfg.latency_s, limits["judge"], judge_cfg.rpm),
+    }
+
+
+def endpoints_of(model_cfg: ModelConfig, judge_cfg: JudgeConfig, generate_too: bool) -> list[Endpoint]:
+    """The endpoints a run calls: the model's (unless its generations are given) and the judge's."""
+    return ([generate.endpoint(model_cfg)] if generate_too else []) + judge.endpoints(judge_cfg)
 
 
 def _inputs(
@@ -276,10 +294,7 @@ def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = N
     model_cfg, judge_cfg = cfg.model, cfg.judge
     if judge_cfg.serve.backend == "model" and model_cfg.serve.backend != "none":
         judge_cfg = dataclasses.replace(judge_cfg, serve=model_cfg.serve)  # as _serve does: one server
-    endpoints = ([] if generations is not None else [generate.endpoint(cfg.model)]) + judge.endpoints(
-        judge_cfg
-    )
-    missing = missing_keys(endpoints)
+    missing = missing_keys(endpoints_of(cfg.model, judge_cfg, generations is None))
     try:
         queries, _, prompt_set, _, system, _ = _inputs(cfg, run_dir)
     except (ConfigError, DatasetError, TemplateError, OSError) as e:
@@ -320,10 +335,8 @@ def dry_run(cfg: Config, run_dir: Path, generations: GivenGenerations | None = N
             is_cached=client.cached,
             prototypes=inputs["prototypes"],
         )
-    limits = role_limits(cfg)
-    for role, rc in (("model", model_cfg), ("judge", judge_cfg)):
-        calls = sum(ln.calls_to_make for ln in est.lines if ln.role == role)
-        est.loads[role] = RoleLoad(calls, calls * rc.latency_s, limits[role], rc.rpm)
+    calls = {role: sum(ln.calls_to_make for ln in est.lines if ln.role == role) for role in cost.ROLES}
+    est.loads = assumed_loads(cfg, model_cfg, judge_cfg, calls["model"], calls["judge"])
     est.missing = missing
     return est
 
@@ -355,9 +368,7 @@ def run(
     unfreeze: Callable[[], None] = _no_op
     try:
         # Every prerequisite at once: keys and external endpoints now, bsa's own servers once they run.
-        endpoints = ([] if generations is not None else [generate.endpoint(cfg.model)]) + judge.endpoints(
-            cfg.judge
-        )
+        endpoints = endpoints_of(cfg.model, cfg.judge, generations is None)
         queries, source, prompt_set, mitigation, system, ident = _inputs(cfg, run_dir, endpoints)
         if cfg.dataset.demo:
             console.console.print(
@@ -372,7 +383,7 @@ def run(
             model_cfg, judge_cfg, info["servers"] = server.serve_roles(
                 stack, cfg, run_dir, generations is None, leases
             )
-            for ep in ([] if generations else [generate.endpoint(model_cfg)]) + judge.endpoints(judge_cfg):
+            for ep in endpoints_of(model_cfg, judge_cfg, generations is None):
                 if _served_by_bsa(cfg, ep):  # the others were checked with every prerequisite
                     preflight(ep)
                 for warning in [] if ep.deployments else probe.ask(ep):
